@@ -1,0 +1,67 @@
+# Two commands on a fresh clone: `make run` and `make test`. Nothing else needs installing:
+# without DATABASE_URL both use an embedded PostgreSQL under .pgdata/ (the pgserver package).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format bench backup restore db-url db-stop verify migrate check-deploy clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(PY)
+	$(PIP) install -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
+	$(PIP) install -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+# Embedded PostgreSQL unless DATABASE_URL is set; the server keeps running (and its data) after Ctrl-C.
+define with_database
+	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(PY) -m config.embedded_postgres url)"; fi;
+endef
+
+run: $(VENV)/.runtime ## Serve the API and admin with gunicorn on 127.0.0.1:$(PORT)
+	@export DEBUG="$${DEBUG:-true}" PORT=$(PORT); \
+	$(with_database) \
+	$(PY) manage.py migrate --noinput && \
+	$(PY) manage.py collectstatic --noinput -v 0 && \
+	$(PY) manage.py bootstrap_admin --url "http://127.0.0.1:$(PORT)" && \
+	echo "API: http://127.0.0.1:$(PORT)/api/v1/  docs: http://127.0.0.1:$(PORT)/api/docs/  health: http://127.0.0.1:$(PORT)/health" && \
+	echo "Ctrl-C stops the server; the database keeps its data (make db-stop stops it too)." && \
+	exec $(VENV)/bin/gunicorn -c config/gunicorn.conf.py config.wsgi
+
+test: $(VENV)/.dev ## Run the whole suite against a real PostgreSQL
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrate: $(VENV)/.runtime
+	@$(with_database) $(PY) manage.py migrate --noinput
+
+verify: $(VENV)/.runtime ## Check connectivity, migrations, tables, indexes, pool
+	@$(with_database) $(PY) manage.py verify_database
+
+check-deploy: $(VENV)/.runtime
+	@$(with_database) DEBUG=false $(PY) manage.py check --deploy --fail-level WARNING
+
+db-url: $(VENV)/.runtime ## Print the embedded database's URL (starting it if needed)
+	@$(PY) -m config.embedded_postgres url
+
+db-stop: $(VENV)/.runtime
+	@$(PY) -m config.embedded_postgres stop
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

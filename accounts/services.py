@@ -1,0 +1,215 @@
+"""Writes to users. Each is one transaction with its audit row; the API, the admin and the
+management commands all come through here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+
+from accounts.models import User, validate_group, validate_role
+from audit.models import AuditLog
+from audit.services import audit_log_record, diff, snapshot
+from config.errors import InvalidInput, StateConflict
+
+RESOURCE = "user"
+AUDITED_FIELDS = (
+    "email",
+    "name",
+    "provider",
+    "provider_user_id",
+    "roles",
+    "groups",
+    "is_active",
+    "is_staff",
+    "is_superuser",
+)
+
+
+def _unique_list(values: Iterable[str], check: Any) -> list[str]:
+    cleaned = []
+    for value in values:
+        try:
+            check(value)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        if value not in cleaned:
+            cleaned.append(value)
+    return cleaned
+
+
+def _ensure_email_free(email: str, *, exclude: User | None = None) -> None:
+    clash = User.objects.with_email(email)
+    if exclude is not None:
+        clash = clash.exclude(pk=exclude.pk)
+    if clash.exists():
+        raise InvalidInput("A user with this email address already exists.", field="email")
+
+
+def _ensure_provider_id_free(provider: str, provider_user_id: str, *, exclude: User | None = None) -> None:
+    clash = User.objects.filter(provider=provider, provider_user_id=provider_user_id)
+    if exclude is not None:
+        clash = clash.exclude(pk=exclude.pk)
+    if clash.exists():
+        raise InvalidInput("Another user already has this provider user id.", field="provider_user_id")
+
+
+def _check_password(user: User, password: str) -> None:
+    if user.is_oauth_user:
+        raise InvalidInput("OAuth users sign in with their provider and cannot have a password.", field="password")
+    try:
+        validate_password(password, user)
+    except DjangoValidationError as exc:
+        raise InvalidInput(" ".join(exc.messages), field="password") from None
+
+
+def _save_unique(user: User, **save_kwargs: Any) -> None:
+    """Save; a concurrent writer that took the same email/provider id turns into a 400, not a 500."""
+    try:
+        with transaction.atomic():
+            user.save(**save_kwargs)
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") or ""
+        if "provider" in constraint:
+            raise InvalidInput("Another user already has this provider user id.", field="provider_user_id") from None
+        raise InvalidInput("A user with this email address already exists.", field="email") from None
+
+
+@transaction.atomic
+def user_create(
+    *,
+    actor: User | None,
+    email: str,
+    name: str,
+    provider: str = User.Provider.LOCAL,
+    provider_user_id: str = "",
+    roles: Iterable[str] = (),
+    groups: Iterable[str] = (),
+    password: str | None = None,
+    is_active: bool = True,
+    is_staff: bool = False,
+    is_superuser: bool = False,
+) -> User:
+    email = User.objects.normalize_email(email.strip())
+    _ensure_email_free(email)
+    user = User(
+        email=email,
+        name=name,
+        provider=provider,
+        provider_user_id=provider_user_id,
+        roles=_unique_list(roles, validate_role),
+        groups=_unique_list(groups, validate_group),
+        is_active=is_active,
+        is_staff=is_staff,
+        is_superuser=is_superuser,
+    )
+    if provider_user_id:
+        _ensure_provider_id_free(provider, provider_user_id)
+    if password:
+        _check_password(user, password)
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    _save_unique(user, force_insert=True)
+    changes = {name: {"old": None, "new": value} for name, value in snapshot(user, AUDITED_FIELDS).items()}
+    if password:
+        changes["password"] = {"old": None, "new": "***"}
+    audit_log_record(
+        action=AuditLog.Action.CREATE, resource_type=RESOURCE, resource_id=user.pk, actor=actor, changes=changes
+    )
+    return user
+
+
+@transaction.atomic
+def user_update(*, actor: User | None, user: User, **fields: Any) -> User:
+    """Change any of AUDITED_FIELDS (and ``password``); one audit row with what changed."""
+    user = User.all_objects.select_for_update().get(pk=user.pk)
+    if user.deleted_at is not None:
+        raise StateConflict("The user is deleted; restore it first.")
+    before = snapshot(user, AUDITED_FIELDS)
+    password = fields.pop("password", None)
+    unknown = set(fields) - set(AUDITED_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Cannot change: {', '.join(sorted(unknown))}.")
+    if "roles" in fields:
+        fields["roles"] = _unique_list(fields["roles"], validate_role)
+    if "groups" in fields:
+        fields["groups"] = _unique_list(fields["groups"], validate_group)
+    if "email" in fields:
+        fields["email"] = User.objects.normalize_email(fields["email"].strip())
+        if fields["email"].lower() != user.email.lower():
+            _ensure_email_free(fields["email"], exclude=user)
+    for name, value in fields.items():
+        setattr(user, name, value)
+    if ("provider" in fields or "provider_user_id" in fields) and user.provider_user_id:
+        _ensure_provider_id_free(user.provider, user.provider_user_id, exclude=user)
+    if password:
+        _check_password(user, password)
+        user.set_password(password)
+    elif user.is_oauth_user and user.has_usable_password():
+        user.set_unusable_password()
+    _save_unique(user)
+    changes = diff(before, snapshot(user, AUDITED_FIELDS))
+    if password:
+        changes["password"] = {"old": "***", "new": "***"}
+    if changes:
+        audit_log_record(
+            action=AuditLog.Action.UPDATE, resource_type=RESOURCE, resource_id=user.pk, actor=actor, changes=changes
+        )
+    return user
+
+
+def user_set_password(*, actor: User | None, user: User, password: str) -> User:
+    return user_update(actor=actor, user=user, password=password)
+
+
+def user_set_active(*, actor: User | None, user: User, active: bool) -> User:
+    return user_update(actor=actor, user=user, is_active=active)
+
+
+@transaction.atomic
+def user_soft_delete(*, actor: User | None, user: User) -> User:
+    """Soft-delete, deactivate, revoke the user's keys; sessions stay. One audit row."""
+    user = User.all_objects.select_for_update().get(pk=user.pk)
+    if user.deleted_at is not None:
+        raise StateConflict("The user is already deleted.")
+    revoked = user.api_keys.filter(deleted_at__isnull=True).count()
+    was_active = user.is_active
+    user.soft_delete()
+    audit_log_record(
+        action=AuditLog.Action.DELETE,
+        resource_type=RESOURCE,
+        resource_id=user.pk,
+        actor=actor,
+        changes={
+            "deleted_at": {"old": None, "new": user.deleted_at},
+            "is_active": {"old": was_active, "new": False},
+        },
+        metadata={"api_keys_revoked": revoked},
+    )
+    return user
+
+
+@transaction.atomic
+def user_restore(*, actor: User | None, user: User) -> User:
+    user = User.all_objects.select_for_update().get(pk=user.pk)
+    if user.deleted_at is None:
+        raise StateConflict("The user is not deleted.")
+    _ensure_email_free(user.email, exclude=user)
+    _ensure_provider_id_free(user.provider, user.provider_user_id, exclude=user)
+    deleted_at = user.deleted_at
+    user.deleted_at = None
+    user.is_active = True
+    _save_unique(user, update_fields=["deleted_at", "is_active", "updated_at"])
+    audit_log_record(
+        action=AuditLog.Action.UPDATE,
+        resource_type=RESOURCE,
+        resource_id=user.pk,
+        actor=actor,
+        changes={"deleted_at": {"old": deleted_at, "new": None}, "is_active": {"old": False, "new": True}},
+        metadata={"operation": "restore"},
+    )
+    return user

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import filters, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts import services
+from accounts.models import User
+from accounts.roles import Role
+from accounts.serializers import UserCreateSerializer, UserOutputSerializer, UserUpdateSerializer
+from apikeys.permissions import HasScopeForMethod, IsPlatformAdmin
+from audit.context import expect_status
+from config.schema import error_responses
+
+
+class UserFilter(django_filters.FilterSet):
+    role = django_filters.ChoiceFilter(choices=Role.choices, method="filter_role")
+    group = django_filters.CharFilter(method="filter_group", max_length=100)
+    provider = django_filters.ChoiceFilter(choices=User.Provider.choices)
+    is_active = django_filters.BooleanFilter()
+    deleted = django_filters.BooleanFilter(
+        method="filter_deleted", label="true: only soft-deleted users; false (default): only live ones"
+    )
+
+    class Meta:
+        model = User
+        fields = ["role", "group", "provider", "is_active", "deleted"]
+
+    def filter_role(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.with_role(value)
+
+    def filter_group(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.in_group(value)
+
+    def filter_deleted(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
+        return queryset  # applied in UserViewSet.filter_queryset, which must see it even when absent
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List users (admin)",
+        responses={200: UserOutputSerializer(many=True), **error_responses(400, 401, 403, 429)},
+    ),
+    retrieve=extend_schema(
+        summary="Get a user (admin)", responses={200: UserOutputSerializer, **error_responses(401, 403, 404, 429)}
+    ),
+)
+class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Platform users. Admin only (an admin-scoped key of an admin user), except ``me``."""
+
+    queryset = User.objects.none()  # the schema's model; get_queryset() scopes real requests
+    serializer_class = UserOutputSerializer
+    permission_classes = [IsPlatformAdmin]
+    filterset_class = UserFilter
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, filters.SearchFilter]
+    search_fields = ["email", "name"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[User]:
+        return User.all_objects.order_by("-created_at")
+
+    def filter_queryset(self, queryset: QuerySet[User]) -> QuerySet[User]:
+        queryset = super().filter_queryset(queryset)
+        if self.action == "list":
+            deleted = self.request.query_params.get("deleted", "").lower() in {"true", "1", "yes"}
+            queryset = queryset.filter(deleted_at__isnull=not deleted)
+        return queryset
+
+    def get_permissions(self) -> list[Any]:
+        if self.action == "me":
+            return [HasScopeForMethod()]
+        return super().get_permissions()
+
+    @extend_schema(
+        summary="Create a user (admin)",
+        request=UserCreateSerializer,
+        responses={201: UserOutputSerializer, **error_responses(400, 401, 403, 415, 429)},
+    )
+    def create(self, request: Request) -> Response:
+        serializer = UserCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        expect_status(status.HTTP_201_CREATED)
+        user = services.user_create(actor=request.user, **serializer.validated_data)
+        return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change a user (admin)",
+        request=UserUpdateSerializer,
+        responses={200: UserOutputSerializer, **error_responses(400, 401, 403, 404, 409, 415, 429)},
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        user = self.get_object()
+        serializer = UserUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        expect_status(status.HTTP_200_OK)
+        user = services.user_update(actor=request.user, user=user, **serializer.validated_data)
+        return Response(UserOutputSerializer(user).data)
+
+    @extend_schema(
+        summary="Soft-delete a user (admin): deactivates them and revokes their keys",
+        responses={204: OpenApiResponse(description="Deleted"), **error_responses(400, 401, 403, 404, 409, 429)},
+    )
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        user = self.get_object()
+        if user.pk == request.user.pk:
+            return Response(
+                {"detail": "You cannot delete your own account.", "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST
+            )
+        expect_status(status.HTTP_204_NO_CONTENT)
+        services.user_soft_delete(actor=request.user, user=user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Restore a soft-deleted user (admin)",
+        request=None,
+        responses={200: UserOutputSerializer, **error_responses(400, 401, 403, 404, 409, 429)},
+    )
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk: str | None = None) -> Response:
+        user = self.get_object()
+        expect_status(status.HTTP_200_OK)
+        user = services.user_restore(actor=request.user, user=user)
+        return Response(UserOutputSerializer(user).data)
+
+    @extend_schema(
+        summary="The caller's own user", responses={200: UserOutputSerializer, **error_responses(401, 403, 429)}
+    )
+    @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
+    def me(self, request: Request) -> Response:
+        return Response(UserOutputSerializer(request.user).data)

@@ -1,0 +1,289 @@
+"""Writes to sessions and their messages.
+
+Status changes, edits, deletes and transfers are audited. Message appends are not: the
+messages table is their record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Avg, Count, Q, Sum
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from accounts.models import User
+from agent_sessions.models import Message, MessageLimitReached, Session, SessionNotActive
+from audit.models import AuditLog
+from audit.services import audit_log_record, diff
+from config.errors import InvalidInput
+
+RESOURCE = "session"
+
+
+@transaction.atomic
+def session_create(
+    *,
+    actor: User | None,
+    owner: User,
+    agent_id: str,
+    title: str,
+    context: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    expires_at: datetime | None = None,
+) -> Session:
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput("expires_at must be in the future.", field="expires_at")
+    session = Session.objects.create(
+        user=owner,
+        agent_id=agent_id,
+        title=title,
+        context=context or {},
+        metadata=metadata or {},
+        expires_at=expires_at,
+    )
+    audit_log_record(
+        action=AuditLog.Action.CREATE,
+        resource_type=RESOURCE,
+        resource_id=session.pk,
+        actor=actor,
+        changes={
+            name: {"old": None, "new": getattr(session, name)}
+            for name in ("user_id", "agent_id", "title", "status", "expires_at")
+        },
+    )
+    return session
+
+
+@transaction.atomic
+def session_update(
+    *,
+    actor: User | None,
+    session: Session,
+    title: str | None = None,
+    context: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Session:
+    """Change the title; merge keys into context and metadata (not replace)."""
+    session = Session.objects.select_for_update().get(pk=session.pk)
+    before = {"title": session.title, "context": dict(session.context), "metadata": dict(session.metadata)}
+    if title is not None:
+        session.title = title
+    if context:
+        session.context = {**session.context, **context}
+    if metadata:
+        session.metadata = {**session.metadata, **metadata}
+    after = {"title": session.title, "context": session.context, "metadata": session.metadata}
+    changes = diff(before, after)
+    if changes:
+        session.save(update_fields=["title", "context", "metadata", "updated_at"])
+        audit_log_record(
+            action=AuditLog.Action.UPDATE, resource_type=RESOURCE, resource_id=session.pk, actor=actor, changes=changes
+        )
+    return session
+
+
+@transaction.atomic
+def session_soft_delete(*, actor: User | None, session: Session) -> Session:
+    session = Session.objects.select_for_update().get(pk=session.pk)
+    session.soft_delete()
+    audit_log_record(
+        action=AuditLog.Action.DELETE,
+        resource_type=RESOURCE,
+        resource_id=session.pk,
+        actor=actor,
+        changes={"deleted_at": {"old": None, "new": session.deleted_at}},
+    )
+    return session
+
+
+def _finish(actor: User | None, session: Session, status: str, detail: dict[str, Any]) -> Session:
+    """Move an active session to a final status and audit it, in one transaction."""
+    with transaction.atomic():
+        old_status = session.status
+        if status == Session.Status.COMPLETED:
+            session.mark_completed(**detail)
+        elif status == Session.Status.FAILED:
+            session.mark_failed(detail.get("error"))
+        else:
+            session.mark_cancelled(detail.get("cancellation_reason"))
+        audit_log_record(
+            action=AuditLog.Action.UPDATE,
+            resource_type=RESOURCE,
+            resource_id=session.pk,
+            actor=actor,
+            changes={"status": {"old": old_status, "new": session.status}},
+            metadata={k: v for k, v in detail.items() if v} or None,
+        )
+    return session
+
+
+def session_complete(*, actor: User | None, session: Session, reason: str | None = None) -> Session:
+    return _finish(actor, session, Session.Status.COMPLETED, {"completion_reason": reason} if reason else {})
+
+
+def session_fail(*, actor: User | None, session: Session, error: str | None = None) -> Session:
+    return _finish(actor, session, Session.Status.FAILED, {"error": error})
+
+
+def session_cancel(*, actor: User | None, session: Session, reason: str | None = None) -> Session:
+    return _finish(actor, session, Session.Status.CANCELLED, {"cancellation_reason": reason})
+
+
+@transaction.atomic
+def session_transfer(*, actor: User | None, session: Session, new_owner: User) -> Session:
+    session = Session.objects.select_for_update().get(pk=session.pk)
+    if new_owner.deleted_at is not None or not new_owner.is_active:
+        raise InvalidInput("The new owner is inactive or deleted.", field="user")
+    old_owner_id = session.user_id
+    if old_owner_id == new_owner.pk:
+        raise InvalidInput("The session already belongs to this user.", field="user")
+    session.user = new_owner
+    session.save(update_fields=["user", "updated_at"])
+    audit_log_record(
+        action=AuditLog.Action.UPDATE,
+        resource_type=RESOURCE,
+        resource_id=session.pk,
+        actor=actor,
+        changes={"user_id": {"old": old_owner_id, "new": new_owner.pk}},
+        metadata={"operation": "transfer"},
+    )
+    return session
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+# One statement, so one round trip and its own transaction even in autocommit mode: the UPDATE
+# allocates the next sequence (and holds the session row's lock until the statement commits),
+# the INSERT uses it. If the INSERT fails, the UPDATE is undone with it: no gap.
+_APPEND_SQL = """
+WITH slot AS (
+    UPDATE sessions
+       SET total_messages = total_messages + 1,
+           total_tokens = total_tokens + %(tokens)s,
+           last_activity_at = %(now)s,
+           updated_at = %(now)s
+     WHERE id = %(session_id)s
+       AND deleted_at IS NULL
+       AND status = 'active'
+       AND (expires_at IS NULL OR expires_at > %(now)s)
+       AND total_messages < %(limit)s
+       {owner_clause}
+    RETURNING id, total_messages
+)
+INSERT INTO session_messages (id, session_id, sequence, role, content, tool_calls, metadata, token_count, created_at)
+SELECT %(id)s, slot.id, slot.total_messages, %(role)s, %(content)s, %(tool_calls)s, %(metadata)s, %(tokens)s, %(now)s
+  FROM slot
+RETURNING sequence
+"""
+
+
+def _refusal(session_id: uuid.UUID, owner_id: uuid.UUID | None, limit: int) -> Exception:
+    """Why the allocating UPDATE matched nothing (only computed on the failure path)."""
+    found = Session.objects.filter(pk=session_id)
+    if owner_id is not None:
+        found = found.filter(user_id=owner_id)
+    session = found.only("status", "expires_at", "total_messages", "deleted_at").first()
+    if session is None:
+        return Session.DoesNotExist("No session matches the given query.")
+    if session.status != Session.Status.ACTIVE or session.is_expired:
+        try:
+            session.ensure_active()
+        except SessionNotActive as exc:
+            return exc
+    if session.total_messages >= limit:
+        return MessageLimitReached(f"The session holds the maximum of {limit} messages (SESSION_MAX_MESSAGES).")
+    return SessionNotActive("The session cannot take messages right now.")
+
+
+def session_append_message(
+    *,
+    session_id: uuid.UUID,
+    role: str,
+    content: str,
+    owner_id: uuid.UUID | None = None,
+    tool_calls: Any = None,
+    metadata: dict[str, Any] | None = None,
+    token_count: int = 0,
+) -> Message:
+    """Append a message: allocate the next sequence, bump the counters, insert the row, in one
+    statement (UPDATE ... RETURNING feeding an INSERT).
+
+    The UPDATE takes the session row's lock, so concurrent appends to one session queue up and
+    each gets the next sequence; a failure after allocation undoes the counter with the
+    statement, leaving no gap. Appends to different sessions never wait for each other.
+    ``owner_id`` restricts the append to that owner's sessions (API isolation).
+    """
+    if role not in Message.Role.values:
+        raise InvalidInput(f"Unknown role {role!r}.", field="role")
+    if token_count < 0:
+        raise InvalidInput("token_count cannot be negative.", field="token_count")
+    limit = settings.SESSION_MAX_MESSAGES
+    message = Message(
+        session_id=session_id,
+        role=role,
+        content=content,
+        tool_calls=tool_calls,
+        metadata=metadata or {},
+        token_count=token_count,
+        created_at=timezone.now(),
+    )
+    sql = _APPEND_SQL.format(owner_clause="AND user_id = %(owner_id)s" if owner_id is not None else "")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            {
+                "id": message.id,
+                "session_id": session_id,
+                "owner_id": owner_id,
+                "limit": limit,
+                "now": message.created_at,
+                "role": role,
+                "content": content,
+                "tool_calls": Jsonb(tool_calls) if tool_calls is not None else None,
+                "metadata": Jsonb(message.metadata),
+                "tokens": token_count,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise _refusal(session_id, owner_id, limit)
+    message.sequence = row[0]
+    message._state.adding = False
+    message._state.db = connection.alias
+    return message
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    total_sessions: int
+    active_sessions: int
+    total_messages: int
+    total_tokens: int
+    avg_messages_per_session: float
+
+
+def session_stats(*, user: User) -> SessionStats:
+    """One aggregate query over the user's live sessions (the original's get_session_stats)."""
+    row = Session.objects.filter(user=user).aggregate(
+        sessions=Count("id"),
+        active=Count("id", filter=Q(status=Session.Status.ACTIVE)),
+        messages=Sum("total_messages", default=0),
+        tokens=Sum("total_tokens", default=0),
+        avg_messages=Avg("total_messages", default=0.0),
+    )
+    return SessionStats(
+        total_sessions=row["sessions"],
+        active_sessions=row["active"],
+        total_messages=int(row["messages"]),
+        total_tokens=int(row["tokens"]),
+        avg_messages_per_session=round(float(row["avg_messages"]), 2),
+    )

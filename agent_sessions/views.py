@@ -1,0 +1,267 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import filters, generics, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import User
+from agent_sessions import services
+from agent_sessions.models import Message, Session
+from agent_sessions.serializers import (
+    MessageCreateSerializer,
+    MessageOutputSerializer,
+    SessionCancelSerializer,
+    SessionCompleteSerializer,
+    SessionCreateSerializer,
+    SessionFailSerializer,
+    SessionOutputSerializer,
+    SessionStatsSerializer,
+    SessionTransferSerializer,
+    SessionUpdateSerializer,
+)
+from apikeys.permissions import IsPlatformAdmin, is_admin_request
+from audit.context import expect_status
+from config.pagination import ValidatedCursorPagination
+from config.schema import error_responses
+
+
+class SessionFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Session.Status.choices)
+    agent_id = django_filters.CharFilter(max_length=255)
+    user = django_filters.UUIDFilter(field_name="user_id", label="Owner id (admins see everyone's sessions)")
+
+    class Meta:
+        model = Session
+        fields = ["status", "agent_id", "user"]
+
+
+class SessionOrdering(filters.OrderingFilter):
+    """`ordering=last_activity_at|-last_activity_at|created_at|-created_at`; anything else is a 400."""
+
+    ordering_fields = ["last_activity_at", "created_at"]
+
+    def remove_invalid_fields(self, queryset: QuerySet, fields: list[str], view: Any, request: Request) -> list[str]:
+        valid = super().remove_invalid_fields(queryset, fields, view, request)
+        if len(valid) != len(fields):
+            raise ValidationError(
+                {
+                    self.ordering_param: [
+                        f"Order by one of: {', '.join(self.ordering_fields)} (prefix - for descending)."
+                    ]
+                }
+            )
+        return valid
+
+
+def _owned_sessions(request: Request) -> QuerySet[Session]:
+    queryset = Session.objects.all()
+    if not is_admin_request(request):
+        queryset = queryset.filter(user=request.user)
+    return queryset
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List sessions (your own; admins: everyone's), newest activity first",
+        responses={200: SessionOutputSerializer(many=True), **error_responses(400, 401, 403, 429)},
+    ),
+    retrieve=extend_schema(
+        summary="Get a session", responses={200: SessionOutputSerializer, **error_responses(401, 403, 404, 429)}
+    ),
+)
+class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Agent conversation sessions. A non-admin sees only their own; others' ids answer 404."""
+
+    queryset = Session.objects.none()  # the schema's model; get_queryset() scopes real requests
+    serializer_class = SessionOutputSerializer
+    filterset_class = SessionFilter
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, filters.SearchFilter, SessionOrdering]
+    search_fields = ["title"]
+    ordering = ["-last_activity_at"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Session]:
+        return _owned_sessions(self.request)
+
+    def get_permissions(self) -> list[Any]:
+        if self.action == "transfer":
+            return [IsPlatformAdmin()]
+        return super().get_permissions()
+
+    @extend_schema(
+        summary="Create a session",
+        request=SessionCreateSerializer,
+        responses={201: SessionOutputSerializer, **error_responses(400, 401, 403, 415, 429)},
+    )
+    def create(self, request: Request) -> Response:
+        serializer = SessionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        expect_status(status.HTTP_201_CREATED)
+        session = services.session_create(actor=request.user, owner=request.user, **serializer.validated_data)
+        return Response(SessionOutputSerializer(session).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change the title; merge keys into context and metadata",
+        request=SessionUpdateSerializer,
+        responses={200: SessionOutputSerializer, **error_responses(400, 401, 403, 404, 415, 429)},
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        session = self.get_object()
+        serializer = SessionUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        expect_status(status.HTTP_200_OK)
+        session = services.session_update(actor=request.user, session=session, **serializer.validated_data)
+        return Response(SessionOutputSerializer(session).data)
+
+    @extend_schema(
+        summary="Soft-delete a session",
+        responses={204: OpenApiResponse(description="Deleted"), **error_responses(401, 403, 404, 429)},
+    )
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        session = self.get_object()
+        expect_status(status.HTTP_204_NO_CONTENT)
+        services.session_soft_delete(actor=request.user, session=session)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _lifecycle(self, request: Request, serializer_class: type, run: Any) -> Response:
+        session = self.get_object()
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        expect_status(status.HTTP_200_OK)
+        session = run(session, serializer.validated_data)
+        return Response(SessionOutputSerializer(session).data)
+
+    @extend_schema(
+        summary="Mark an active session completed",
+        request=SessionCompleteSerializer,
+        responses={200: SessionOutputSerializer, **error_responses(400, 401, 403, 404, 409, 415, 429)},
+    )
+    @action(detail=True, methods=["post"])
+    def complete(self, request: Request, pk: str | None = None) -> Response:
+        return self._lifecycle(
+            request,
+            SessionCompleteSerializer,
+            lambda s, d: services.session_complete(actor=request.user, session=s, reason=d["reason"] or None),
+        )
+
+    @extend_schema(
+        summary="Mark an active session failed (the error is kept in metadata.error)",
+        request=SessionFailSerializer,
+        responses={200: SessionOutputSerializer, **error_responses(400, 401, 403, 404, 409, 415, 429)},
+    )
+    @action(detail=True, methods=["post"])
+    def fail(self, request: Request, pk: str | None = None) -> Response:
+        return self._lifecycle(
+            request,
+            SessionFailSerializer,
+            lambda s, d: services.session_fail(actor=request.user, session=s, error=d["error"] or None),
+        )
+
+    @extend_schema(
+        summary="Cancel an active session (the reason is kept in metadata.cancellation_reason)",
+        request=SessionCancelSerializer,
+        responses={200: SessionOutputSerializer, **error_responses(400, 401, 403, 404, 409, 415, 429)},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        return self._lifecycle(
+            request,
+            SessionCancelSerializer,
+            lambda s, d: services.session_cancel(actor=request.user, session=s, reason=d["reason"] or None),
+        )
+
+    @extend_schema(
+        summary="Move a session to another user (admin)",
+        request=SessionTransferSerializer,
+        responses={200: SessionOutputSerializer, **error_responses(400, 401, 403, 404, 415, 429)},
+    )
+    @action(detail=True, methods=["post"])
+    def transfer(self, request: Request, pk: str | None = None) -> Response:
+        session = self.get_object()
+        serializer = SessionTransferSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        new_owner = get_object_or_404(User.objects.all(), pk=serializer.validated_data["user"])
+        expect_status(status.HTTP_200_OK)
+        session = services.session_transfer(actor=request.user, session=session, new_owner=new_owner)
+        return Response(SessionOutputSerializer(session).data)
+
+    @extend_schema(
+        summary="Session statistics for the caller (admins may pass user)",
+        parameters=[OpenApiParameter("user", uuid.UUID, description="Another user's id (admins only)")],
+        responses={200: SessionStatsSerializer, **error_responses(400, 401, 403, 404, 429)},
+    )
+    @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
+    def stats(self, request: Request) -> Response:
+        user = request.user
+        requested = request.query_params.get("user")
+        if requested:
+            try:
+                requested_id = uuid.UUID(requested)
+            except ValueError:
+                return Response({"user": ["Must be a valid UUID."]}, status=status.HTTP_400_BAD_REQUEST)
+            if requested_id != user.pk:
+                if not is_admin_request(request):
+                    raise Http404
+                user = get_object_or_404(User.all_objects.all(), pk=requested_id)
+        stats = services.session_stats(user=user)
+        return Response(SessionStatsSerializer(stats).data)
+
+
+class MessagePagination(ValidatedCursorPagination):
+    ordering = "sequence"
+    page_size = 50
+    max_page_size = 200
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="Page through a session's messages in sequence order (cursor pagination)",
+        responses={200: MessageOutputSerializer(many=True), **error_responses(400, 401, 403, 404, 429)},
+    ),
+    post=extend_schema(
+        summary="Append a message to an active session",
+        request=MessageCreateSerializer,
+        responses={201: MessageOutputSerializer, **error_responses(400, 401, 403, 404, 409, 415, 429)},
+    ),
+)
+class SessionMessagesView(generics.GenericAPIView):
+    """A session's messages. Listing costs one query (ownership is part of it) whatever the depth;
+    appending costs two (allocate the sequence with UPDATE ... RETURNING, insert)."""
+
+    serializer_class = MessageOutputSerializer
+    pagination_class = MessagePagination
+    queryset = Message.objects.none()
+
+    def get_queryset(self) -> QuerySet[Message]:
+        queryset = Message.objects.filter(session_id=self.kwargs["session_pk"], session__deleted_at__isnull=True)
+        if not is_admin_request(self.request):
+            queryset = queryset.filter(session__user=self.request.user)
+        return queryset
+
+    def get(self, request: Request, session_pk: uuid.UUID) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        if not page and not _owned_sessions(request).filter(pk=session_pk).exists():
+            raise Http404
+        return self.get_paginated_response(MessageOutputSerializer(page, many=True).data)
+
+    def post(self, request: Request, session_pk: uuid.UUID) -> Response:
+        serializer = MessageCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        owner_id = None if is_admin_request(request) else request.user.pk
+        try:
+            message = services.session_append_message(
+                session_id=session_pk, owner_id=owner_id, **serializer.validated_data
+            )
+        except Session.DoesNotExist:
+            raise Http404 from None
+        return Response(MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)

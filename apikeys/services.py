@@ -1,0 +1,160 @@
+"""Writes to API keys: create, revoke, rotate. One transaction each, with its audit row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from apikeys.models import APIKey
+from audit.models import AuditLog
+from audit.services import audit_log_record
+from config.errors import InvalidInput, StateConflict
+
+RESOURCE = "api_key"
+
+
+def allowed_scopes(owner: User) -> frozenset[str]:
+    """The scopes a key of this owner may hold: admin only for platform admins."""
+    scopes = {APIKey.Scope.READ.value, APIKey.Scope.WRITE.value}
+    if owner.is_platform_admin:
+        scopes.add(APIKey.Scope.ADMIN.value)
+    return frozenset(scopes)
+
+
+def _clean_scopes(owner: User, scopes: Iterable[str]) -> list[str]:
+    cleaned = list(dict.fromkeys(scopes))
+    if not cleaned:
+        raise InvalidInput("A key needs at least one scope.", field="scopes")
+    unknown = [s for s in cleaned if s not in APIKey.Scope.values]
+    if unknown:
+        raise InvalidInput(f"Unknown scope(s): {', '.join(unknown)}.", field="scopes")
+    forbidden = [s for s in cleaned if s not in allowed_scopes(owner)]
+    if forbidden:
+        raise InvalidInput(
+            f"The owner cannot use scope(s): {', '.join(forbidden)} (admin needs an admin user).",
+            field="scopes",
+        )
+    return cleaned
+
+
+def _key_fields(api_key: APIKey) -> dict[str, object]:
+    return {
+        "name": api_key.name,
+        "user": api_key.user_id,
+        "key_hint": api_key.key_hint,
+        "scopes": api_key.scopes,
+        "rate_limit_tier": api_key.rate_limit_tier,
+        "expires_at": api_key.expires_at,
+    }
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    actor: User | None,
+    owner: User,
+    name: str,
+    scopes: Iterable[str] = ("read",),
+    rate_limit_tier: str = APIKey.Tier.FREE,
+    expires_at: datetime | None = None,
+) -> tuple[APIKey, str]:
+    """Create a key; return it and the raw key, which is never stored or shown again."""
+    if owner.deleted_at is not None or not owner.is_active:
+        raise InvalidInput("The owner is inactive or deleted.", field="user")
+    if rate_limit_tier not in APIKey.Tier.values:
+        raise InvalidInput(f"Unknown rate limit tier {rate_limit_tier!r}.", field="rate_limit_tier")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput("expires_at must be in the future.", field="expires_at")
+    name = name.strip()
+    if not name:
+        raise InvalidInput("A key needs a name.", field="name")
+    api_key, raw = APIKey.objects.create_key(
+        user=owner,
+        name=name,
+        scopes=_clean_scopes(owner, scopes),
+        rate_limit_tier=rate_limit_tier,
+        expires_at=expires_at,
+    )
+    audit_log_record(
+        action=AuditLog.Action.CREATE,
+        resource_type=RESOURCE,
+        resource_id=api_key.pk,
+        actor=actor,
+        changes={field: {"old": None, "new": value} for field, value in _key_fields(api_key).items()},
+    )
+    return api_key, raw
+
+
+@transaction.atomic
+def api_key_revoke(*, actor: User | None, api_key: APIKey) -> APIKey:
+    api_key = APIKey.all_objects.select_for_update().get(pk=api_key.pk)
+    if api_key.deleted_at is not None:
+        raise StateConflict("The key is already revoked.")
+    api_key.soft_delete()
+    audit_log_record(
+        action=AuditLog.Action.DELETE,
+        resource_type=RESOURCE,
+        resource_id=api_key.pk,
+        actor=actor,
+        changes={"deleted_at": {"old": None, "new": api_key.deleted_at}},
+        metadata={"operation": "revoke"},
+    )
+    return api_key
+
+
+@transaction.atomic
+def api_key_rotate(
+    *, actor: User | None, api_key: APIKey, grace_period: timedelta | None = None
+) -> tuple[APIKey, str, APIKey]:
+    """Issue a new key with the same name, scopes, tier and lifetime; retire the old one.
+
+    With no grace period the old key is revoked at once; with one, it keeps working until
+    ``now + grace_period`` (never later than its own expiry) and then stops. The new key's
+    lifetime is the old key's full lifetime, measured exactly (the original lost a day per
+    rotation and turned sk_live keys into sk keys).
+    """
+    old = APIKey.all_objects.select_for_update().select_related("user").get(pk=api_key.pk)
+    now = timezone.now()
+    if old.deleted_at is not None:
+        raise StateConflict("A revoked key cannot be rotated.")
+    if old.is_expired:
+        raise StateConflict("An expired key cannot be rotated; create a new one.")
+    if grace_period is not None and grace_period < timedelta(0):
+        raise InvalidInput("The grace period cannot be negative.", field="grace_period_seconds")
+    new_expires = now + (old.expires_at - old.created_at) if old.expires_at else None
+    scopes = [s for s in old.scopes if s in allowed_scopes(old.user)] or [APIKey.Scope.READ.value]
+    new, raw = APIKey.objects.create_key(
+        user=old.user,
+        name=old.name,
+        scopes=scopes,
+        rate_limit_tier=old.rate_limit_tier,
+        expires_at=new_expires,
+    )
+    changes: dict[str, dict[str, object]] = {"replaced_by": {"old": None, "new": str(new.pk)}}
+    if grace_period:
+        grace_end = now + grace_period
+        if old.expires_at is None or grace_end < old.expires_at:
+            changes["expires_at"] = {"old": old.expires_at, "new": grace_end}
+            old.expires_at = grace_end
+            old.save(update_fields=["expires_at", "updated_at"])
+    else:
+        old.soft_delete()
+        changes["deleted_at"] = {"old": None, "new": old.deleted_at}
+    audit_log_record(
+        action=AuditLog.Action.UPDATE,
+        resource_type=RESOURCE,
+        resource_id=old.pk,
+        actor=actor,
+        changes=changes,
+        metadata={
+            "operation": "rotate",
+            "new_key_id": str(new.pk),
+            "new_key_hint": new.key_hint,
+            "grace_period_seconds": int(grace_period.total_seconds()) if grace_period else 0,
+        },
+    )
+    return new, raw, old

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import User
+from apikeys import services
+from apikeys.models import APIKey
+from apikeys.permissions import granted_scopes, is_admin_request
+from apikeys.serializers import (
+    APIKeyCreatedSerializer,
+    APIKeyCreateSerializer,
+    APIKeyOutputSerializer,
+    APIKeyRotateSerializer,
+)
+from audit.context import expect_status
+from config.errors import InvalidInput
+from config.schema import error_responses
+
+
+class APIKeyFilter(django_filters.FilterSet):
+    user = django_filters.UUIDFilter(field_name="user_id", label="Owner id (admins see everyone's keys)")
+    rate_limit_tier = django_filters.ChoiceFilter(choices=APIKey.Tier.choices)
+
+    class Meta:
+        model = APIKey
+        fields = ["user", "rate_limit_tier"]
+
+
+def _created_response(api_key: APIKey, raw: str, **extra: Any) -> dict[str, Any]:
+    api_key.key = raw
+    for name, value in extra.items():
+        setattr(api_key, name, value)
+    return APIKeyCreatedSerializer(api_key).data
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List API keys (your own; admins: everyone's)",
+        responses={200: APIKeyOutputSerializer(many=True), **error_responses(400, 401, 403, 429)},
+    ),
+    retrieve=extend_schema(
+        summary="Get an API key", responses={200: APIKeyOutputSerializer, **error_responses(401, 403, 404, 429)}
+    ),
+)
+class APIKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """API keys. Nobody ever sees a key's hash; the raw key appears once, in the create response."""
+
+    queryset = APIKey.objects.none()  # the schema's model; get_queryset() scopes real requests
+    serializer_class = APIKeyOutputSerializer
+    filterset_class = APIKeyFilter
+
+    def get_queryset(self) -> QuerySet[APIKey]:
+        queryset = APIKey.objects.order_by("-created_at")
+        if not is_admin_request(self.request):
+            queryset = queryset.filter(user=self.request.user)
+        return queryset
+
+    @extend_schema(
+        summary="Create an API key; the response's `key` is the raw key, shown this once",
+        request=APIKeyCreateSerializer,
+        responses={201: APIKeyCreatedSerializer, **error_responses(400, 401, 403, 404, 415, 429)},
+    )
+    def create(self, request: Request) -> Response:
+        serializer = APIKeyCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        owner_id = data.pop("user", None)
+        owner = request.user
+        if owner_id is not None and is_admin_request(request):
+            owner = get_object_or_404(User.objects.all(), pk=owner_id)
+        # No escalation: a key can only mint keys with scopes it holds itself.
+        escalated = set(data["scopes"]) - set(granted_scopes(request))
+        if escalated:
+            raise InvalidInput(
+                f"This key cannot grant scopes it does not hold: {', '.join(sorted(escalated))}.", field="scopes"
+            )
+        expect_status(status.HTTP_201_CREATED)
+        api_key, raw = services.api_key_create(actor=request.user, owner=owner, **data)
+        return Response(_created_response(api_key, raw), status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Revoke an API key",
+        responses={204: OpenApiResponse(description="Revoked"), **error_responses(401, 403, 404, 409, 429)},
+    )
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        api_key = self.get_object()
+        expect_status(status.HTTP_204_NO_CONTENT)
+        services.api_key_revoke(actor=request.user, api_key=api_key)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Rotate an API key: a new key with the same name, scopes and tier",
+        request=APIKeyRotateSerializer,
+        responses={201: APIKeyCreatedSerializer, **error_responses(400, 401, 403, 404, 409, 415, 429)},
+    )
+    @action(detail=True, methods=["post"])
+    def rotate(self, request: Request, pk: str | None = None) -> Response:
+        api_key = self.get_object()
+        serializer = APIKeyRotateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        grace = timedelta(seconds=serializer.validated_data["grace_period_seconds"])
+        expect_status(status.HTTP_201_CREATED)
+        new, raw, old = services.api_key_rotate(actor=request.user, api_key=api_key, grace_period=grace or None)
+        body = _created_response(new, raw, rotated_from=old.pk, old_key_expires_at=old.deleted_at or old.expires_at)
+        return Response(body, status=status.HTTP_201_CREATED)

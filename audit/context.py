@@ -1,0 +1,129 @@
+"""Who is acting and through which request: the context every audit row and log line carries.
+
+RequestContextMiddleware binds one per HTTP request; management commands bind a system
+context. Services never receive the request: the audit writer reads this instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from django.conf import settings
+from django.http import HttpRequest
+
+_current: ContextVar[RequestContext | None] = ContextVar("audit_request_context", default=None)
+
+
+@dataclass
+class RequestContext:
+    request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    ip_address: str | None = None
+    user_agent: str | None = None
+    path: str | None = None
+    method: str | None = None
+    # The status the view answers when the operation succeeds; audit rows are written inside
+    # the operation's transaction, before the response exists.
+    response_status: int | None = None
+    # Set for system actions (management commands): "system:expire_sessions".
+    system_actor: str | None = None
+    user_id: uuid.UUID | None = None
+
+
+def current() -> RequestContext | None:
+    return _current.get()
+
+
+@contextmanager
+def bound(context: RequestContext) -> Iterator[RequestContext]:
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def system_actor(name: str) -> Iterator[RequestContext]:
+    """Run management-command work as a named system actor (audit rows say who did it)."""
+    with bound(RequestContext(system_actor=f"system:{name}")) as context:
+        yield context
+
+
+def expect_status(status: int) -> None:
+    """Tell the audit writer which status the current request answers on success."""
+    context = current()
+    if context is not None:
+        context.response_status = status
+
+
+def clean_text(value: str | None, limit: int) -> str | None:
+    """Text safe to store: PostgreSQL refuses NUL and unpaired surrogates; columns have limits."""
+    if value is None:
+        return None
+    cleaned = "".join(ch for ch in value if ch != "\x00" and not 0xD800 <= ord(ch) <= 0xDFFF)
+    return cleaned[:limit]
+
+
+def parse_request_id(raw: str | None) -> uuid.UUID | None:
+    """A well-formed incoming X-Request-ID (a UUID in canonical form) is kept; else None."""
+    if not raw or len(raw) != 36:
+        return None
+    try:
+        parsed = uuid.UUID(raw)
+    except ValueError:
+        return None
+    return parsed if str(parsed) == raw.lower() else None
+
+
+@lru_cache(maxsize=1)
+def _trusted_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in settings.TRUSTED_PROXIES)
+
+
+def _is_trusted(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in _trusted_networks())
+
+
+def _valid_ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """REMOTE_ADDR, or the first untrusted hop of X-Forwarded-For when the peer is a trusted proxy.
+
+    The original trusted the first X-Forwarded-For entry from anyone, which any client can forge.
+    """
+    remote = _valid_ip(request.META.get("REMOTE_ADDR", "") or "")
+    if remote is None or not _is_trusted(remote):
+        return remote
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    for hop in reversed([h for h in forwarded.split(",") if h.strip()]):
+        ip = _valid_ip(hop)
+        if ip is None:
+            break
+        if not _is_trusted(ip):
+            return ip
+    return remote
+
+
+def from_request(request: HttpRequest) -> RequestContext:
+    return RequestContext(
+        request_id=parse_request_id(request.META.get("HTTP_X_REQUEST_ID")) or uuid.uuid4(),
+        ip_address=client_ip(request),
+        user_agent=clean_text(request.META.get("HTTP_USER_AGENT"), 500),
+        path=clean_text(request.path, 500),
+        method=clean_text(request.method, 10),
+    )

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+
+from config.models import UUIDTimestampedModel
+
+
+class AuditLogQuerySet(models.QuerySet):
+    def for_resource(self, resource_type: str, resource_id: object) -> AuditLogQuerySet:
+        return self.filter(resource_type=resource_type, resource_id=str(resource_id))
+
+
+class AuditLog(UUIDTimestampedModel):
+    """One audited action. Append-only: a database trigger rejects UPDATE and DELETE.
+
+    ``user_id`` has no foreign key so the trail outlives the users it names. Columns that only
+    make sense for an HTTP request are NULL for system actions (management commands).
+    """
+
+    class Action(models.TextChoices):
+        CREATE = "CREATE"
+        READ = "READ"
+        UPDATE = "UPDATE"
+        DELETE = "DELETE"
+        EXECUTE = "EXECUTE"
+        LOGIN = "LOGIN"
+        LOGOUT = "LOGOUT"
+        FAILED_AUTH = "FAILED_AUTH"
+
+    timestamp = models.DateTimeField(db_comment="When the action occurred")
+    user_id = models.UUIDField(null=True, blank=True, db_comment="Actor; NULL for system or anonymous")
+    action = models.CharField(max_length=50, choices=Action.choices)
+    resource_type = models.CharField(max_length=100)
+    resource_id = models.CharField(max_length=255, null=True, blank=True)
+    ip_address = models.CharField(max_length=45, null=True, blank=True)
+    user_agent = models.CharField(max_length=500, null=True, blank=True)
+    request_id = models.UUIDField(null=True, blank=True)
+    request_path = models.CharField(max_length=500, null=True, blank=True)
+    request_method = models.CharField(max_length=10, null=True, blank=True)
+    response_status = models.IntegerField(null=True, blank=True)
+    changes = models.JSONField(
+        null=True, blank=True, encoder=DjangoJSONEncoder, db_comment='{field: {"old": ..., "new": ...}}'
+    )
+    metadata = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+
+    objects = AuditLogQuerySet.as_manager()
+
+    class Meta:
+        db_table = "audit_logs"
+        verbose_name = "audit log entry"
+        verbose_name_plural = "audit log"
+        ordering = ["-timestamp"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    action__in=[
+                        "CREATE",
+                        "READ",
+                        "UPDATE",
+                        "DELETE",
+                        "EXECUTE",
+                        "LOGIN",
+                        "LOGOUT",
+                        "FAILED_AUTH",
+                    ]
+                ),
+                name="audit_logs_action_valid",
+            ),
+        ]
+        indexes = [
+            # Seed ix_audit_logs_timestamp: newest-first pages, date ranges, retention pruning.
+            models.Index(fields=["timestamp"], name="ix_audit_logs_timestamp"),
+            # Seed ix_audit_logs_user_id: "what did this actor do" (user_id filter).
+            models.Index(fields=["user_id"], name="ix_audit_logs_user_id"),
+            # Seed ix_audit_logs_action: the action filter.
+            models.Index(fields=["action"], name="ix_audit_logs_action"),
+            # Seed ix_audit_logs_resource_type: the resource type filter.
+            models.Index(fields=["resource_type"], name="ix_audit_logs_resource_type"),
+            # Seed ix_audit_logs_request_id: every row of one request (request_id search).
+            models.Index(fields=["request_id"], name="ix_audit_logs_request_id"),
+            # Seed ix_audit_logs_user_action: an actor's actions of one kind.
+            models.Index(fields=["user_id", "action"], name="ix_audit_logs_user_action"),
+            # Seed ix_audit_logs_resource: the history of one object (resource_id search).
+            models.Index(fields=["resource_type", "resource_id"], name="ix_audit_logs_resource"),
+            # Seed ix_audit_logs_timestamp_action: action filter on a date range.
+            models.Index(fields=["timestamp", "action"], name="ix_audit_logs_ts_action"),
+            # Seed ix_audit_logs_timestamp_user: an actor's activity on a date range.
+            models.Index(fields=["timestamp", "user_id"], name="ix_audit_logs_ts_user"),
+            # Seed ix_audit_logs_timestamp_resource: resource type filter on a date range.
+            models.Index(fields=["timestamp", "resource_type"], name="ix_audit_logs_ts_resource"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.resource_type} {self.resource_id or ''}".strip()
+
+    def __repr__(self) -> str:
+        return (
+            f"AuditLog(id={self.id}, timestamp={self.timestamp.isoformat() if self.timestamp else None}, "
+            f"user_id={self.user_id}, action={self.action}, resource_type={self.resource_type}, "
+            f"resource_id={self.resource_id})"
+        )

@@ -1,0 +1,28 @@
+"""Domain errors shared by the apps' models and services; config.api maps them to HTTP.
+
+Models and services raise these without knowing about HTTP. The API answers a
+``StateConflict`` with 409 and an ``InvalidInput`` with 400 naming the field.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(DomainError):
+    """The request asks for something the rules forbid (a scope the owner can't hold, say)."""
+
+    code = "invalid"
+
+
+class StateConflict(DomainError):
+    """The resource is in a state that forbids the operation (a completed session, say)."""
+
+    code = "conflict"

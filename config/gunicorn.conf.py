@@ -1,0 +1,65 @@
+"""Gunicorn settings: `gunicorn -c config/gunicorn.conf.py config.wsgi`.
+
+Sync workers, `2 x cores + 1` unless WEB_CONCURRENCY says otherwise. Each worker opens its own
+psycopg pool lazily, on its first query, after the fork: a pool made in the master would hand
+the same sockets to every worker. `pre_fork` refuses to fork if one exists; `worker_exit`
+closes the worker's pool so connections end cleanly on shutdown.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Any
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "sync"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10 if max_requests else 0
+accesslog = None  # the app logs every request itself (method, path, status, duration, request id)
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Import Django once in the master so workers fork fast; no database is touched on import.
+preload_app = os.environ.get("GUNICORN_PRELOAD", "true").lower() in {"1", "true", "yes", "on"}
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def _pools() -> dict[str, Any]:
+    try:
+        from django.db.backends.postgresql.base import DatabaseWrapper
+    except Exception:  # Django not importable yet: nothing to check
+        return {}
+    return DatabaseWrapper._connection_pools
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    if _pools():
+        raise RuntimeError(
+            "a database pool exists in the gunicorn master before fork; workers would share its "
+            "connections. Nothing may query the database at import time."
+        )
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    from django.db import connections
+
+    # Belt and braces: drop any connection object inherited from the master.
+    for conn in connections.all(initialized_only=True):
+        conn.connection = None
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    try:
+        from django.db import connections
+    except Exception:
+        return
+    connections.close_all()
+    for alias in list(_pools()):
+        try:
+            connections[alias].close_pool()
+        except Exception as exc:  # shutting down: report, don't raise
+            server.log.warning("closing the %s pool failed: %s", alias, exc)

@@ -1,0 +1,119 @@
+"""Health probes, in the seed's JSON shape, without authentication.
+
+* ``/health``: the database component with its latency and real pool figures; 200 healthy,
+  503 unhealthy. It waits at most HEALTH_TIMEOUT seconds for a connection, so a dead database
+  is reported quickly instead of after the pool timeout.
+* ``/health/live``: the process answers; touches nothing.
+* ``/health/ready``: the database answers and no migration is unapplied; else 503.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from config.database import pool_figures
+
+HEALTH_TIMEOUT = 2.0
+VERSION = "1.0.0"
+_STARTED = time.monotonic()
+_migrated = False
+
+
+def _select_one() -> None:
+    connection = connections[DEFAULT_DB_ALIAS]
+    pool = connection.pool
+    if pool is not None:
+        pool.open()
+        # Straight from the pool with a short wait: a dead server fails fast here.
+        with pool.connection(timeout=min(HEALTH_TIMEOUT, settings.DB_POOL.pool_timeout)) as conn:
+            conn.execute("SELECT 1")
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+
+def database_component() -> dict[str, Any]:
+    started = time.perf_counter()
+    error = None
+    try:
+        _select_one()
+    except Exception as exc:  # any failure to reach the database means unhealthy
+        error = f"Database error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    try:
+        details = pool_figures()
+    except Exception:  # figures are best effort when the pool itself is broken
+        details = {"mode": settings.DB_POOL.mode}
+    return {
+        "name": "database",
+        "status": "unhealthy" if error else "healthy",
+        "latency_ms": latency_ms,
+        "details": details,
+        "error": error,
+    }
+
+
+def _unapplied_migrations() -> int:
+    global _migrated
+    if _migrated:
+        return 0
+    connection = connections[DEFAULT_DB_ALIAS]
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    _migrated = not plan
+    return len(plan)
+
+
+def _body(status: str, components: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "status": status,
+        "timestamp": timezone.now().isoformat(),
+        "uptime_seconds": round(time.monotonic() - _STARTED, 2),
+        "version": VERSION,
+        "components": components,
+    }
+
+
+@never_cache
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    component = database_component()
+    healthy = component["status"] == "healthy"
+    return JsonResponse(_body("healthy" if healthy else "unhealthy", [component]), status=200 if healthy else 503)
+
+
+@never_cache
+@require_GET
+def live(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "alive", "timestamp": timezone.now().isoformat()})
+
+
+@never_cache
+@require_GET
+def ready(request: HttpRequest) -> JsonResponse:
+    component = database_component()
+    if component["status"] == "healthy":
+        try:
+            pending = _unapplied_migrations()
+        except DatabaseError as exc:
+            pending = -1
+            component["error"] = f"Migration check failed: {type(exc).__name__}"
+        migrations = {
+            "name": "migrations",
+            "status": "healthy" if pending == 0 else "unhealthy",
+            "details": {"unapplied": pending},
+            "error": None if pending == 0 else (component.get("error") or f"{pending} unapplied migration(s)"),
+        }
+    else:
+        migrations = {"name": "migrations", "status": "unknown", "details": None, "error": "database unreachable"}
+    ok = component["status"] == "healthy" and migrations["status"] == "healthy"
+    return JsonResponse(_body("ready" if ok else "not_ready", [component, migrations]), status=200 if ok else 503)

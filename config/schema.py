@@ -1,0 +1,61 @@
+"""OpenAPI helpers: the error responses every endpoint documents, so the schema says what the
+endpoints really answer (schemathesis checks it)."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+
+
+class ErrorSerializer(serializers.Serializer):
+    """``{"detail": ..., "code": ...}``, or ``{"<field>": ["<problem>", ...]}`` for invalid input."""
+
+    detail = serializers.CharField(required=False)
+    code = serializers.CharField(required=False)
+
+
+DESCRIPTIONS = {
+    400: "Invalid input; the body names the field or the problem.",
+    401: "Missing, malformed, unknown, expired or revoked API key, or an inactive owner.",
+    403: "The key lacks the scope or the role this needs.",
+    404: "No such object, or not yours.",
+    409: "The object's state forbids this (a session that is not active, say).",
+    413: "Request body too large.",
+    415: "Request body is not JSON.",
+    429: "Rate limit exceeded; see Retry-After.",
+    503: "Database unavailable or overloaded; retry.",
+}
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(ErrorSerializer, description=DESCRIPTIONS[code]) for code in (*codes, 503)}
+
+
+class APIKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "apikeys.authentication.APIKeyAuthentication"
+    name = ["BearerKey", "HeaderKey"]
+
+    def get_security_definition(self, auto_schema: object) -> list[dict[str, str]]:
+        return [
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "sk_live_…",
+                "description": "Authorization: Bearer <API key>",
+            },
+            {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "X-API-Key: <API key>"},
+        ]
+
+
+class StaffSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.StaffSessionAuthentication"
+    name = "StaffSession"
+
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "sessionid",
+            "description": "Admin staff session (browsable API)",
+        }

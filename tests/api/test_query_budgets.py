@@ -1,0 +1,73 @@
+"""Query budgets of the hot endpoints, for an enterprise key (no rate counter), independent of
+page size and data size. Transactional tests, so no test-wrapping savepoints are counted."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agent_sessions.models import Message, Session
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def busy_session(alice) -> Session:
+    session = Session.objects.create(user=alice.user, agent_id="a", title="busy")
+    Message.objects.bulk_create(
+        Message(session=session, sequence=i, role="user", content=f"m{i}") for i in range(1, 301)
+    )
+    Session.objects.filter(pk=session.pk).update(total_messages=300)
+    for i in range(30):
+        Session.objects.create(user=alice.user, agent_id="a", title=f"s{i}")
+    alice.client.get("/api/v1/users/me/")  # this minute's last_used_at write happens here
+    return session
+
+
+def test_detail_get_is_two_queries(alice, busy_session, django_assert_max_num_queries):
+    with django_assert_max_num_queries(2):
+        assert alice.client.get(f"/api/v1/sessions/{busy_session.pk}/").status_code == 200
+
+
+@pytest.mark.parametrize("page_size", [1, 20, 100])
+def test_session_list_is_two_queries_at_any_page_size(alice, busy_session, page_size, django_assert_max_num_queries):
+    with django_assert_max_num_queries(2):
+        response = alice.client.get(f"/api/v1/sessions/?page_size={page_size}")
+    assert response.status_code == 200 and response.json()["count"] == 31
+
+
+@pytest.mark.parametrize("page_size", [1, 50, 200])
+def test_message_page_is_two_queries_at_any_depth(alice, busy_session, page_size, django_assert_max_num_queries):
+    url = f"/api/v1/sessions/{busy_session.pk}/messages/?page_size={page_size}"
+    with django_assert_max_num_queries(2):
+        first = alice.client.get(url).json()
+    with CaptureQueriesContext(connection) as deep:
+        alice.client.get(first["next"])
+    assert len(deep) <= 2
+    assert not any("COUNT(" in q["sql"].upper() for q in deep.captured_queries)
+
+
+def test_api_key_list_is_two_queries(alice, busy_session, django_assert_max_num_queries):
+    with django_assert_max_num_queries(2):
+        assert alice.client.get("/api/v1/api-keys/").status_code == 200
+
+
+def test_append_is_at_most_four_queries(alice, busy_session):
+    with CaptureQueriesContext(connection) as queries:
+        response = alice.client.post(
+            f"/api/v1/sessions/{busy_session.pk}/messages/", {"role": "user", "content": "x"}, format="json"
+        )
+    assert response.status_code == 201 and response.json()["sequence"] == 301
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) <= 4, statements
+    # key+owner, then one statement: UPDATE ... RETURNING the sequence, feeding the INSERT.
+    assert len(statements) == 2
+    assert "UPDATE sessions" in statements[1] and "RETURNING id, total_messages" in statements[1]
+    assert "INSERT INTO session_messages" in statements[1]
+
+
+def test_a_repeated_request_within_a_minute_writes_nothing(alice, busy_session):
+    with CaptureQueriesContext(connection) as queries:
+        alice.client.get(f"/api/v1/sessions/{busy_session.pk}/")
+    assert not any(q["sql"].lstrip().upper().startswith("UPDATE") for q in queries.captured_queries)

@@ -1,0 +1,162 @@
+"""The shared cast: alice and bob (ordinary users), an admin, their keys and HTTP clients.
+
+Keys are `enterprise` tier unless a test says otherwise, so no rate counter is in play.
+Everything talks to a real PostgreSQL: the embedded one, or the server DATABASE_URL names.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from accounts.services import user_create
+from apikeys.models import APIKey
+from apikeys.services import api_key_create
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Actor:
+    user: User
+    key: APIKey
+    raw_key: str
+    client: APIClient
+
+
+def make_client(raw_key: str | None = None, *, header: str = "bearer") -> APIClient:
+    client = APIClient()
+    if raw_key is not None:
+        if header == "bearer":
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+        else:
+            client.credentials(HTTP_X_API_KEY=raw_key)
+    return client
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., User]:
+    def factory(email: str | None = None, **fields: object) -> User:
+        email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+        fields.setdefault("name", email.split("@")[0].title())
+        return user_create(actor=None, email=email, **fields)
+
+    return factory
+
+
+@pytest.fixture
+def make_key(db: None) -> Callable[..., tuple[APIKey, str]]:
+    def factory(user: User, *, scopes: tuple[str, ...] = ("read", "write"), tier: str = "enterprise", **kw: object):
+        return api_key_create(
+            actor=None, owner=user, name=kw.pop("name", "test key"), scopes=scopes, rate_limit_tier=tier, **kw
+        )
+
+    return factory
+
+
+def _actor(
+    make_user: Callable[..., User], make_key: Callable[..., tuple[APIKey, str]], email: str, **fields: object
+) -> Actor:
+    scopes = fields.pop("scopes", ("read", "write"))
+    user = make_user(email, **fields)
+    key, raw = make_key(user, scopes=scopes)
+    return Actor(user=user, key=key, raw_key=raw, client=make_client(raw))
+
+
+@pytest.fixture
+def alice(make_user, make_key) -> Actor:
+    return _actor(make_user, make_key, "alice@example.com", name="Alice", roles=["user"])
+
+
+@pytest.fixture
+def bob(make_user, make_key) -> Actor:
+    return _actor(make_user, make_key, "bob@example.com", name="Bob", roles=["user"])
+
+
+@pytest.fixture
+def admin(make_user, make_key) -> Actor:
+    return _actor(
+        make_user, make_key, "admin@example.com", name="Admin", roles=["admin"], scopes=("read", "write", "admin")
+    )
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    return make_client()
+
+
+# --- scratch databases and subprocesses ------------------------------------------------------
+
+
+def _conninfo(dbname: str) -> dict[str, object]:
+    params = connection.get_connection_params()
+    keep = {k: params[k] for k in ("host", "port", "user", "password") if params.get(k)}
+    return {**keep, "dbname": dbname}
+
+
+def database_url(dbname: str) -> str:
+    info = _conninfo(dbname)
+    auth = str(info.get("user", "postgres"))
+    if info.get("password"):
+        auth += f":{info['password']}"
+    host = str(info.get("host", ""))
+    if host.startswith("/"):
+        return f"postgresql://{auth}@/{dbname}?host={host}"
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql://{auth}@{host}{port}/{dbname}"
+
+
+@pytest.fixture
+def scratch_database(db: None) -> Iterator[Callable[[], str]]:
+    """Make empty databases on the test server; return their DATABASE_URLs; drop them after."""
+    made: list[str] = []
+
+    def factory() -> str:
+        name = f"scratch_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(**_conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return database_url(name)
+
+    yield factory
+    with psycopg.connect(**_conninfo("postgres"), autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run manage.py in a fresh process (its own settings, its own environment)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), *args],
+        env=full_env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=full_env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,127 @@
+"""Settings come from the environment; each pool mode yields the DATABASES entry it promises;
+malformed values stop startup naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.database import PoolSettings, build_database
+from tests.conftest import run_python
+
+URL = "postgresql://app:secret@db.internal:6432/agents"
+
+
+def test_pool_mode_uses_djangos_psycopg_pool_with_the_seed_sizes():
+    db = build_database(
+        URL, PoolSettings(mode="pool", pool_size=5, max_overflow=10, pool_timeout=30, pool_recycle=3600)
+    )
+
+    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert (db["NAME"], db["USER"], db["HOST"], db["PORT"]) == ("agents", "app", "db.internal", 6432)
+    assert db["OPTIONS"]["pool"] == {
+        "min_size": 5,
+        "max_size": 15,
+        "timeout": 30,
+        "max_lifetime": 3600.0,
+        "name": "default",
+    }
+    assert db["CONN_MAX_AGE"] == 0  # Django refuses a persistent age with its pool
+    assert db["CONN_HEALTH_CHECKS"] is True
+    assert "statement_timeout=30000" in db["OPTIONS"]["options"]
+
+
+def test_persistent_mode_keeps_connections_for_conn_max_age():
+    db = build_database(URL, PoolSettings(mode="persistent", pool_recycle=1800))
+    assert "pool" not in db["OPTIONS"]
+    assert db["CONN_MAX_AGE"] == 1800
+    assert db["CONN_HEALTH_CHECKS"] is True
+
+    db = build_database(URL, PoolSettings(mode="persistent", conn_max_age=60))
+    assert db["CONN_MAX_AGE"] == 60
+
+
+def test_pgbouncer_mode_avoids_session_state():
+    db = build_database(URL, PoolSettings(mode="pgbouncer", conn_max_age=300))
+    assert "pool" not in db["OPTIONS"]
+    assert db["DISABLE_SERVER_SIDE_CURSORS"] is True
+    assert db["OPTIONS"]["prepare_threshold"] is None
+    # PgBouncer refuses startup options; the timeout comes from the role default instead.
+    assert "options" not in db["OPTIONS"]
+    assert db["CONN_MAX_AGE"] == 300
+
+
+def test_none_mode_opens_a_connection_per_request():
+    db = build_database(URL, PoolSettings(mode="none"))
+    assert "pool" not in db["OPTIONS"]
+    assert db["CONN_MAX_AGE"] == 0
+
+
+def test_unix_socket_urls_put_the_directory_in_host():
+    db = build_database("postgresql://postgres@/agents?host=/tmp/pg", PoolSettings())
+    assert db["HOST"] == "/tmp/pg"
+    assert "host" not in db["OPTIONS"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "variable"),
+    [
+        ({"mode": "magic"}, "DB_POOL_MODE"),
+        ({"pool_size": 0}, "DB_POOL_SIZE"),
+        ({"max_overflow": -1}, "DB_MAX_OVERFLOW"),
+        ({"pool_timeout": 0}, "DB_POOL_TIMEOUT"),
+    ],
+)
+def test_pool_settings_refuse_impossible_values(settings, variable):
+    with pytest.raises(ImproperlyConfigured, match=variable):
+        PoolSettings(**settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DB_POOL_SIZE": "abc"}, "DB_POOL_SIZE"),
+        ({"DB_MAX_OVERFLOW": "-3"}, "DB_MAX_OVERFLOW"),
+        ({"DB_POOL_TIMEOUT": "soon"}, "DB_POOL_TIMEOUT"),
+        ({"DB_POOL_RECYCLE": "1.5h"}, "DB_POOL_RECYCLE"),
+        ({"DB_POOL_MODE": "turbo"}, "DB_POOL_MODE"),
+        ({"DB_ECHO_SQL": "maybe"}, "DB_ECHO_SQL"),
+        ({"DEBUG": "perhaps"}, "DEBUG"),
+        ({"RATE_LIMIT_FREE": "lots"}, "RATE_LIMIT_FREE"),
+        ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL"),
+        ({"SECRET_KEY": "", "DEBUG": "false"}, "SECRET_KEY"),
+    ],
+)
+def test_malformed_environment_stops_startup_naming_the_variable(env, variable):
+    result = run_python("import django; django.setup()", env=env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert variable in result.stderr.strip().splitlines()[-1]
+
+
+def test_echo_sql_logs_statements_without_secrets():
+    code = (
+        "import django; django.setup()\n"
+        "from django.db import connection\n"
+        'with connection.cursor() as c: c.execute("SELECT %s", [\'' + "a" * 64 + "'])\n"
+    )
+    result = run_python(code, env={"DB_ECHO_SQL": "true", "LOG_FORMAT": "text"})
+    assert result.returncode == 0, result.stderr
+    assert "SELECT" in result.stderr
+    assert "a" * 64 not in result.stderr
+    assert "[REDACTED]" in result.stderr
+
+
+def test_deploy_check_passes_with_production_settings():
+    result = run_python(
+        "import sys, django; django.setup()\n"
+        "from django.core.management import call_command\n"
+        "call_command('check', '--deploy', '--fail-level', 'WARNING')\n",
+        env={
+            "DEBUG": "false",
+            "SECRET_KEY": "a-long-random-production-secret-key-0123456789-ABCDEFGHIJKLMNOP",
+            "SECURE_SSL_REDIRECT": "true",
+            "ALLOWED_HOSTS": "api.example.com",
+        },
+    )
+    assert result.returncode == 0, result.stderr
