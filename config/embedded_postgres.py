@@ -21,14 +21,15 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_NAME = "agent_platform"
 
+# platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); pgserver then uses /tmp.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+
 
 def pgdata_dir() -> Path:
     return Path(os.environ.get("EMBEDDED_PGDATA", BASE_DIR / ".pgdata")).resolve()
 
 
 def _server():
-    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); it then uses /tmp.
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     import pgserver
 
     return pgserver.get_server(pgdata_dir(), cleanup_mode=None)
