@@ -40,6 +40,10 @@ run: $(VENV)/.runtime ## Serve the API and admin with gunicorn on 127.0.0.1:$(PO
 test: $(VENV)/.dev ## Run the whole suite against a real PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: $(VENV)/.dev ## Load and cost-growth benchmarks with wrk (bench/README.md)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || { echo "install wrk: apt-get install wrk"; exit 2; }
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -56,6 +60,15 @@ verify: $(VENV)/.runtime ## Check connectivity, migrations, tables, indexes, poo
 
 check-deploy: $(VENV)/.runtime
 	@$(with_database) DEBUG=false $(PY) manage.py check --deploy --fail-level WARNING
+
+BACKUP_DIR ?= backups
+
+backup: $(VENV)/.runtime ## pg_dump (custom format) the configured database to $(BACKUP_DIR)/<db>-<timestamp>.dump
+	@$(with_database) $(PY) -m config.backup dump --dir "$(BACKUP_DIR)"
+
+restore: $(VENV)/.runtime ## Restore FILE=... into the configured database (must be empty; CLEAN=1 replaces)
+	@if [ -z "$(FILE)" ]; then echo "usage: make restore FILE=backups/<db>-<timestamp>.dump [CLEAN=1] [DATABASE_URL=...]" >&2; exit 2; fi; \
+	$(with_database) $(PY) -m config.backup restore "$(FILE)" $(if $(CLEAN),--clean)
 
 db-url: $(VENV)/.runtime ## Print the embedded database's URL (starting it if needed)
 	@$(PY) -m config.embedded_postgres url

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from accounts.models import MAX_GROUP_LENGTH, User
 from accounts.roles import Role
+from config.fields import StrictBooleanField, StrictCharField, StrictEmailField
 
 
 class UserOutputSerializer(serializers.ModelSerializer):
@@ -39,31 +40,31 @@ def _roles_field() -> serializers.ListField:
 
 def _groups_field() -> serializers.ListField:
     return serializers.ListField(
-        child=serializers.CharField(max_length=MAX_GROUP_LENGTH, min_length=1), max_length=50, required=False
+        child=StrictCharField(max_length=MAX_GROUP_LENGTH, min_length=1), max_length=50, required=False
     )
 
 
 class UserCreateSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=255)
-    name = serializers.CharField(max_length=255, min_length=1)
+    email = StrictEmailField(max_length=255)
+    name = StrictCharField(max_length=255, min_length=1)
     provider = serializers.ChoiceField(choices=User.Provider.choices, default=User.Provider.LOCAL)
-    provider_user_id = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    provider_user_id = StrictCharField(max_length=255, required=False, allow_blank=True, default="")
     roles = _roles_field()
     groups = _groups_field()
-    password = serializers.CharField(
+    password = StrictCharField(
         write_only=True, required=False, max_length=128, trim_whitespace=False, style={"input_type": "password"}
     )
-    is_active = serializers.BooleanField(default=True)
+    is_active = StrictBooleanField(default=True)
 
 
 class UserUpdateSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=255, required=False)
-    name = serializers.CharField(max_length=255, min_length=1, required=False)
+    email = StrictEmailField(max_length=255, required=False)
+    name = StrictCharField(max_length=255, min_length=1, required=False)
     provider = serializers.ChoiceField(choices=User.Provider.choices, required=False)
-    provider_user_id = serializers.CharField(max_length=255, min_length=1, required=False)
+    provider_user_id = StrictCharField(max_length=255, min_length=1, required=False)
     roles = _roles_field()
     groups = _groups_field()
-    password = serializers.CharField(
+    password = StrictCharField(
         write_only=True, required=False, max_length=128, trim_whitespace=False, style={"input_type": "password"}
     )
-    is_active = serializers.BooleanField(required=False)
+    is_active = StrictBooleanField(required=False)

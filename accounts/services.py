@@ -3,12 +3,16 @@ management commands all come through here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
 
 from accounts.models import User, validate_group, validate_role
 from audit.models import AuditLog
@@ -198,8 +202,12 @@ def user_restore(*, actor: User | None, user: User) -> User:
     user = User.all_objects.select_for_update().get(pk=user.pk)
     if user.deleted_at is None:
         raise StateConflict("The user is not deleted.")
-    _ensure_email_free(user.email, exclude=user)
-    _ensure_provider_id_free(user.provider, user.provider_user_id, exclude=user)
+    try:
+        _ensure_email_free(user.email, exclude=user)
+        _ensure_provider_id_free(user.provider, user.provider_user_id, exclude=user)
+    except InvalidInput as exc:
+        # The request carries no input: a live user took the address or id meanwhile (409).
+        raise StateConflict(exc.message, field=exc.field) from None
     deleted_at = user.deleted_at
     user.deleted_at = None
     user.is_active = True
@@ -213,3 +221,102 @@ def user_restore(*, actor: User | None, user: User) -> User:
         metadata={"operation": "restore"},
     )
     return user
+
+
+# --- purge (management command) ---------------------------------------------------------------
+
+
+@transaction.atomic
+def _user_purge_batch(
+    *, deleted_before: datetime, after: uuid.UUID | None, batch_size: int
+) -> tuple[list[uuid.UUID], Counter[str]]:
+    from agent_sessions.models import Message, Session
+    from apikeys.models import APIKey
+
+    candidates = User.all_objects.filter(deleted_at__lt=deleted_before).order_by("pk")
+    if after is not None:
+        candidates = candidates.filter(pk__gt=after)
+    # The lock re-checks deleted_at: a user restored meanwhile is not purged, and one being
+    # restored right now is skipped, not waited for.
+    users = list(candidates.select_for_update(skip_locked=True).values_list("pk", "deleted_at")[:batch_size])
+    counts: Counter[str] = Counter()
+    if not users:
+        return [], counts
+    ids = [pk for pk, _ in users]
+    keys = list(APIKey.all_objects.filter(user_id__in=ids).values_list("pk", "user_id"))
+    sessions = list(Session.all_objects.filter(user_id__in=ids).values_list("pk", "user_id"))
+    # The ORM cascade takes the user's keys, sessions (with their messages), group and
+    # permission links and admin log entries. audit_logs has no foreign key: the trail stays.
+    _, deleted = User.all_objects.filter(pk__in=ids).hard_delete()
+    counts["user"] = deleted.get(User._meta.label, 0)
+    counts["api_key"] = deleted.get(APIKey._meta.label, 0)
+    counts["session"] = deleted.get(Session._meta.label, 0)
+    counts["message"] = deleted.get(Message._meta.label, 0)
+    owned: dict[uuid.UUID, Counter[str]] = {pk: Counter() for pk in ids}
+    for resource_type, rows in (("api_key", keys), ("session", sessions)):
+        for pk, user_id in rows:
+            owned[user_id][resource_type] += 1
+            audit_log_record(
+                action=AuditLog.Action.DELETE,
+                resource_type=resource_type,
+                resource_id=pk,
+                actor=None,
+                metadata={"operation": "purge", "user_id": str(user_id), "with_user": True},
+            )
+    for pk, deleted_at in users:
+        # No email or name here: a purge is often an erasure, and audit rows outlive it.
+        audit_log_record(
+            action=AuditLog.Action.DELETE,
+            resource_type=RESOURCE,
+            resource_id=pk,
+            actor=None,
+            metadata={
+                "operation": "purge",
+                "deleted_at": deleted_at.isoformat(),
+                "api_keys": owned[pk]["api_key"],
+                "sessions": owned[pk]["session"],
+            },
+        )
+    return ids, counts
+
+
+def user_purge_deleted(
+    *,
+    deleted_before: datetime,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    progress: Callable[[Counter[str]], None] | None = None,
+) -> Counter[str]:
+    """Hard-delete users soft-deleted before ``deleted_before``, with all their API keys and
+    sessions (and messages), whenever those were deleted. One audit row (DELETE,
+    ``{"operation": "purge"}``) per user, key and session, in its batch's transaction.
+
+    Returns ``{"user": n, "api_key": k, "session": s, "message": m}``. Each batch of
+    ``batch_size`` users commits on its own; ``progress`` gets the running totals.
+    """
+    if dry_run:
+        from agent_sessions.models import Session
+        from apikeys.models import APIKey
+
+        doomed = User.all_objects.filter(deleted_at__lt=deleted_before)
+        sessions = Session.all_objects.filter(user__in=doomed.values("pk")).aggregate(
+            sessions=Count("pk"), messages=Sum("total_messages", default=0)
+        )
+        return Counter(
+            {
+                "user": doomed.count(),
+                "api_key": APIKey.all_objects.filter(user__in=doomed.values("pk")).count(),
+                "session": sessions["sessions"],
+                "message": int(sessions["messages"]),
+            }
+        )
+    total: Counter[str] = Counter()
+    after: uuid.UUID | None = None
+    while True:
+        ids, counts = _user_purge_batch(deleted_before=deleted_before, after=after, batch_size=batch_size)
+        total.update(counts)
+        if ids and progress is not None:
+            progress(total)
+        if len(ids) < batch_size:
+            return total
+        after = ids[-1]

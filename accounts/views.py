@@ -3,8 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django import forms
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import filters, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -19,14 +20,39 @@ from audit.context import expect_status
 from config.schema import error_responses
 
 
+class StrictBooleanField(forms.Field):
+    """``true``/``false`` (or ``1``/``0``); empty means absent; anything else is a 400.
+
+    Django's NullBooleanField reads every other value (``?is_active=1``, ``?is_active=yes``) as
+    "no filter" and silently lists everyone.
+    """
+
+    VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+    def to_python(self, value: Any) -> bool | None:
+        if value in (None, ""):
+            return None
+        if isinstance(value, bool):
+            return value
+        parsed = self.VALUES.get(str(value).strip().lower())
+        if parsed is None:
+            raise forms.ValidationError("Must be true or false.", code="invalid")
+        return parsed
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
+DELETED_HELP = "true: only soft-deleted users; false (default): only live ones"
+
+
 class UserFilter(django_filters.FilterSet):
     role = django_filters.ChoiceFilter(choices=Role.choices, method="filter_role")
     group = django_filters.CharFilter(method="filter_group", max_length=100)
     provider = django_filters.ChoiceFilter(choices=User.Provider.choices)
-    is_active = django_filters.BooleanFilter()
-    deleted = django_filters.BooleanFilter(
-        method="filter_deleted", label="true: only soft-deleted users; false (default): only live ones"
-    )
+    is_active = StrictBooleanFilter()
+    deleted = StrictBooleanFilter(method="filter_deleted", label=DELETED_HELP)
 
     class Meta:
         model = User
@@ -38,6 +64,8 @@ class UserFilter(django_filters.FilterSet):
     def filter_group(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.in_group(value)
 
+    # A method filter hides its type from the schema; say it here, description included.
+    @extend_schema_field({"type": "boolean", "description": DELETED_HELP})
     def filter_deleted(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
         return queryset  # applied in UserViewSet.filter_queryset, which must see it even when absent
 
@@ -45,7 +73,7 @@ class UserFilter(django_filters.FilterSet):
 @extend_schema_view(
     list=extend_schema(
         summary="List users (admin)",
-        responses={200: UserOutputSerializer(many=True), **error_responses(400, 401, 403, 429)},
+        responses={200: UserOutputSerializer(many=True), **error_responses(400, 401, 403, 404, 429)},
     ),
     retrieve=extend_schema(
         summary="Get a user (admin)", responses={200: UserOutputSerializer, **error_responses(401, 403, 404, 429)}
@@ -68,7 +96,8 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def filter_queryset(self, queryset: QuerySet[User]) -> QuerySet[User]:
         queryset = super().filter_queryset(queryset)
         if self.action == "list":
-            deleted = self.request.query_params.get("deleted", "").lower() in {"true", "1", "yes"}
+            # Already validated by the filterset: true, false, or absent.
+            deleted = StrictBooleanField().to_python(self.request.query_params.get("deleted")) is True
             queryset = queryset.filter(deleted_at__isnull=not deleted)
         return queryset
 

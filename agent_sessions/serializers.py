@@ -4,7 +4,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from agent_sessions.models import Message, Session
-from config.fields import JSONObjectField
+from config.fields import JSONObjectField, StrictCharField, StrictIntegerField, StrictUUIDField
 
 
 class SessionOutputSerializer(serializers.ModelSerializer):
@@ -34,33 +34,33 @@ class SessionOutputSerializer(serializers.ModelSerializer):
 
 
 class SessionCreateSerializer(serializers.Serializer):
-    agent_id = serializers.CharField(max_length=255, min_length=1)
-    title = serializers.CharField(max_length=500, min_length=1)
+    agent_id = StrictCharField(max_length=255, min_length=1)
+    title = StrictCharField(max_length=500, min_length=1)
     context = JSONObjectField(required=False, default=dict)
     metadata = JSONObjectField(required=False, default=dict)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
 class SessionUpdateSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=500, min_length=1, required=False)
+    title = StrictCharField(max_length=500, min_length=1, required=False)
     context = JSONObjectField(required=False, help_text="Keys merged into the session's context.")
     metadata = JSONObjectField(required=False, help_text="Keys merged into the session's metadata.")
 
 
 class SessionCompleteSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    reason = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
 class SessionFailSerializer(serializers.Serializer):
-    error = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    error = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
 class SessionCancelSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    reason = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
 class SessionTransferSerializer(serializers.Serializer):
-    user = serializers.UUIDField(help_text="The new owner's id.")
+    user = StrictUUIDField(help_text="The new owner's id.")
 
 
 class SessionStatsSerializer(serializers.Serializer):
@@ -80,11 +80,9 @@ class MessageOutputSerializer(serializers.ModelSerializer):
 
 class MessageCreateSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Message.Role.choices)
-    content = serializers.CharField(
-        allow_blank=True, trim_whitespace=False, max_length=settings.MESSAGE_MAX_CONTENT_CHARS
-    )
+    content = StrictCharField(allow_blank=True, trim_whitespace=False, max_length=settings.MESSAGE_MAX_CONTENT_CHARS)
     tool_calls = serializers.ListField(
         child=JSONObjectField(), max_length=128, required=False, allow_null=True, default=None
     )
     metadata = JSONObjectField(required=False, default=dict)
-    token_count = serializers.IntegerField(min_value=0, max_value=10_000_000, default=0)
+    token_count = StrictIntegerField(min_value=0, max_value=10_000_000, default=0)

@@ -7,13 +7,15 @@ messages table is their record.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Avg, Count, Q, Sum
+from django.db.models import Avg, Count, F, Func, JSONField, Q, QuerySet, Sum, Value
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -287,3 +289,152 @@ def session_stats(*, user: User) -> SessionStats:
         total_tokens=int(row["tokens"]),
         avg_messages_per_session=round(float(row["avg_messages"]), 2),
     )
+
+
+# --- lifecycle sweeps (management commands) ---------------------------------------------------
+
+EXPIRY_REASON = "expired"
+
+
+def _due_for_expiry(*, now: datetime, idle_before: datetime) -> QuerySet[Session]:
+    """Live active sessions past expires_at, or idle since idle_before (the original's rule)."""
+    return Session.objects.filter(
+        Q(expires_at__lte=now) | Q(last_activity_at__lte=idle_before), status=Session.Status.ACTIVE
+    )
+
+
+@transaction.atomic
+def _session_expire_batch(
+    *, due: QuerySet[Session], after: uuid.UUID | None, batch_size: int, now: datetime
+) -> list[uuid.UUID]:
+    """Close one batch; return the ids seen (the keyset cursor), all of which were closed.
+
+    FOR UPDATE re-evaluates the filter once a row is locked, so a session that another run
+    closed, or that took a message, after it was first seen is left alone; SKIP LOCKED makes a
+    concurrent run (or an append in flight) pass over rows it cannot have, not wait on them.
+    Each row is therefore closed, and audited, by exactly one transaction.
+    """
+    candidates = due.order_by("pk")
+    if after is not None:
+        candidates = candidates.filter(pk__gt=after)
+    rows = list(candidates.select_for_update(skip_locked=True).values_list("pk", "expires_at")[:batch_size])
+    if not rows:
+        return []
+    ids = [pk for pk, _ in rows]
+    reason = Value({"completion_reason": EXPIRY_REASON}, output_field=JSONField())
+    # last_activity_at is left as it was: expiry is not activity, and it dates the idleness.
+    Session.all_objects.filter(pk__in=ids).update(
+        status=Session.Status.COMPLETED,
+        metadata=Func(F("metadata"), reason, template="%(expressions)s", arg_joiner=" || ", output_field=JSONField()),
+        updated_at=timezone.now(),
+    )
+    for pk, expires_at in rows:
+        audit_log_record(
+            action=AuditLog.Action.UPDATE,
+            resource_type=RESOURCE,
+            resource_id=pk,
+            actor=None,
+            changes={"status": {"old": Session.Status.ACTIVE.value, "new": Session.Status.COMPLETED.value}},
+            metadata={
+                "completion_reason": EXPIRY_REASON,
+                "rule": "expires_at" if expires_at is not None and expires_at <= now else "idle",
+            },
+        )
+    return ids
+
+
+def session_expire_due(
+    *,
+    now: datetime | None = None,
+    idle_hours: float | None = None,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Complete every active session past ``expires_at`` or idle for ``idle_hours``
+    (SESSION_EXPIRY_HOURS), with ``metadata["completion_reason"] = "expired"`` and one audit row
+    each. Returns how many were closed (with ``dry_run``, how many are due).
+
+    Not one transaction: each batch of ``batch_size`` commits on its own, so a long sweep never
+    holds thousands of row locks, and two sweeps running at once share the work instead of
+    closing a session twice. ``progress`` is called with the running total after each batch.
+    """
+    now = now or timezone.now()
+    hours = settings.SESSION_EXPIRY_HOURS if idle_hours is None else idle_hours
+    due = _due_for_expiry(now=now, idle_before=now - timedelta(hours=hours))
+    if dry_run:
+        return due.count()
+    closed = 0
+    after: uuid.UUID | None = None
+    while True:
+        ids = _session_expire_batch(due=due, after=after, batch_size=batch_size, now=now)
+        closed += len(ids)
+        if ids and progress is not None:
+            progress(closed)
+        if len(ids) < batch_size:
+            return closed
+        after = ids[-1]
+
+
+def _purge_candidates(*, deleted_before: datetime, exclude_deleted_owners: bool) -> QuerySet[Session]:
+    sessions = Session.all_objects.filter(deleted_at__lt=deleted_before)
+    if exclude_deleted_owners:
+        # Those go with their owner (accounts.services.user_purge_deleted).
+        sessions = sessions.exclude(user__deleted_at__lt=deleted_before)
+    return sessions
+
+
+@transaction.atomic
+def _session_purge_batch(
+    *, deleted_before: datetime, after: uuid.UUID | None, batch_size: int
+) -> tuple[list[uuid.UUID], Counter[str]]:
+    candidates = _purge_candidates(deleted_before=deleted_before, exclude_deleted_owners=False).order_by("pk")
+    if after is not None:
+        candidates = candidates.filter(pk__gt=after)
+    # The lock re-checks deleted_at, so a session restored meanwhile is not purged.
+    rows = list(candidates.select_for_update(skip_locked=True).values_list("pk", "user_id", "deleted_at")[:batch_size])
+    counts: Counter[str] = Counter()
+    if not rows:
+        return [], counts
+    ids = [pk for pk, _, _ in rows]
+    _, deleted = Session.all_objects.filter(pk__in=ids).hard_delete()
+    counts["session"] = deleted.get(Session._meta.label, 0)
+    counts["message"] = deleted.get(Message._meta.label, 0)
+    for pk, user_id, deleted_at in rows:
+        audit_log_record(
+            action=AuditLog.Action.DELETE,
+            resource_type=RESOURCE,
+            resource_id=pk,
+            actor=None,
+            metadata={"operation": "purge", "user_id": str(user_id), "deleted_at": deleted_at.isoformat()},
+        )
+    return ids, counts
+
+
+def session_purge_deleted(
+    *,
+    deleted_before: datetime,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    progress: Callable[[Counter[str]], None] | None = None,
+) -> Counter[str]:
+    """Hard-delete sessions (and their messages) soft-deleted before ``deleted_before``; one
+    audit row (DELETE, ``{"operation": "purge"}``) per session, in its batch's transaction.
+
+    Returns ``{"session": n, "message": m}``. Run after ``user_purge_deleted``, which takes the
+    sessions of purged users with them; with ``dry_run`` the count leaves those out.
+    """
+    if dry_run:
+        candidates = _purge_candidates(deleted_before=deleted_before, exclude_deleted_owners=True)
+        row = candidates.aggregate(sessions=Count("pk"), messages=Sum("total_messages", default=0))
+        return Counter({"session": row["sessions"], "message": int(row["messages"])})
+    total: Counter[str] = Counter()
+    after: uuid.UUID | None = None
+    while True:
+        ids, counts = _session_purge_batch(deleted_before=deleted_before, after=after, batch_size=batch_size)
+        total.update(counts)
+        if ids and progress is not None:
+            progress(total)
+        if len(ids) < batch_size:
+            return total
+        after = ids[-1]

@@ -62,6 +62,15 @@ class SessionOrdering(filters.OrderingFilter):
             )
         return valid
 
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        names = "|".join(self.ordering_fields)
+        for parameter in parameters:
+            if parameter["name"] == self.ordering_param:
+                # Anything else is a 400, so the schema says which values exist.
+                parameter["schema"] = {"type": "string", "pattern": f"^-?({names})(,-?({names}))*$"}
+        return parameters
+
 
 def _owned_sessions(request: Request) -> QuerySet[Session]:
     queryset = Session.objects.all()
@@ -73,7 +82,7 @@ def _owned_sessions(request: Request) -> QuerySet[Session]:
 @extend_schema_view(
     list=extend_schema(
         summary="List sessions (your own; admins: everyone's), newest activity first",
-        responses={200: SessionOutputSerializer(many=True), **error_responses(400, 401, 403, 429)},
+        responses={200: SessionOutputSerializer(many=True), **error_responses(400, 401, 403, 404, 429)},
     ),
     retrieve=extend_schema(
         summary="Get a session", responses={200: SessionOutputSerializer, **error_responses(401, 403, 404, 429)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apikeys.models import APIKey
+from config.fields import StrictCharField, StrictIntegerField, StrictUUIDField
 
 
 class APIKeyOutputSerializer(serializers.ModelSerializer):
@@ -48,17 +49,17 @@ class APIKeyCreatedSerializer(APIKeyOutputSerializer):
 
 
 class APIKeyCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255, min_length=1)
+    name = StrictCharField(max_length=255, min_length=1)
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=APIKey.Scope.choices), min_length=1, max_length=3, default=["read"]
     )
     rate_limit_tier = serializers.ChoiceField(choices=APIKey.Tier.choices, default=APIKey.Tier.FREE)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    user = serializers.UUIDField(required=False, help_text="Owner (admins only; others always get their own).")
+    user = StrictUUIDField(required=False, help_text="Owner (admins only; others always get their own).")
 
 
 class APIKeyRotateSerializer(serializers.Serializer):
-    grace_period_seconds = serializers.IntegerField(
+    grace_period_seconds = StrictIntegerField(
         min_value=0,
         max_value=30 * 24 * 3600,
         default=0,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -158,3 +159,58 @@ def api_key_rotate(
         },
     )
     return new, raw, old
+
+
+# --- purge (management command) ---------------------------------------------------------------
+
+
+@transaction.atomic
+def _api_key_purge_batch(*, deleted_before: datetime, after: uuid.UUID | None, batch_size: int) -> list[uuid.UUID]:
+    candidates = APIKey.all_objects.filter(deleted_at__lt=deleted_before).order_by("pk")
+    if after is not None:
+        candidates = candidates.filter(pk__gt=after)
+    rows = list(candidates.select_for_update(skip_locked=True).values_list("pk", "user_id", "deleted_at")[:batch_size])
+    if not rows:
+        return []
+    ids = [pk for pk, _, _ in rows]
+    APIKey.all_objects.filter(pk__in=ids).hard_delete()
+    for pk, user_id, deleted_at in rows:
+        audit_log_record(
+            action=AuditLog.Action.DELETE,
+            resource_type=RESOURCE,
+            resource_id=pk,
+            actor=None,
+            metadata={"operation": "purge", "user_id": str(user_id), "deleted_at": deleted_at.isoformat()},
+        )
+    return ids
+
+
+def api_key_purge_deleted(
+    *,
+    deleted_before: datetime,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Hard-delete API keys revoked (soft-deleted) before ``deleted_before``; one audit row
+    (DELETE, ``{"operation": "purge"}``) per key, in its batch's transaction. Returns the count.
+
+    Run after ``user_purge_deleted``, which takes the keys of purged users with them; with
+    ``dry_run`` the count leaves those out.
+    """
+    if dry_run:
+        return (
+            APIKey.all_objects.filter(deleted_at__lt=deleted_before)
+            .exclude(user__deleted_at__lt=deleted_before)
+            .count()
+        )
+    purged = 0
+    after: uuid.UUID | None = None
+    while True:
+        ids = _api_key_purge_batch(deleted_before=deleted_before, after=after, batch_size=batch_size)
+        purged += len(ids)
+        if ids and progress is not None:
+            progress(purged)
+        if len(ids) < batch_size:
+            return purged
+        after = ids[-1]

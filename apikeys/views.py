@@ -46,7 +46,7 @@ def _created_response(api_key: APIKey, raw: str, **extra: Any) -> dict[str, Any]
 @extend_schema_view(
     list=extend_schema(
         summary="List API keys (your own; admins: everyone's)",
-        responses={200: APIKeyOutputSerializer(many=True), **error_responses(400, 401, 403, 429)},
+        responses={200: APIKeyOutputSerializer(many=True), **error_responses(400, 401, 403, 404, 429)},
     ),
     retrieve=extend_schema(
         summary="Get an API key", responses={200: APIKeyOutputSerializer, **error_responses(401, 403, 404, 429)}

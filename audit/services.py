@@ -3,10 +3,17 @@ back takes its audit row with it."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import os
 import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, TextIO
 
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.context import current
@@ -84,3 +91,96 @@ def audit_log_record(
         changes=mask_secrets(changes),
         metadata=meta or None,
     )
+
+
+# --- retention (manage.py prune_audit_logs) ---------------------------------------------------
+
+PRUNE_RESOURCE = "audit_log"
+
+
+class _ArchiveEncoder(DjangoJSONEncoder):
+    """DjangoJSONEncoder cuts datetimes to milliseconds; an archive keeps every microsecond."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, datetime):
+            return o.isoformat()
+        return super().default(o)
+
+
+def _archive_line(row: Mapping[str, Any]) -> str:
+    return json.dumps(dict(row), cls=_ArchiveEncoder, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+@transaction.atomic
+def _audit_log_prune_batch(*, before: datetime, batch_size: int, archive: TextIO | None) -> int:
+    """Delete (after archiving) the oldest ``batch_size`` rows older than ``before``.
+
+    The append-only trigger lets a DELETE through only in a transaction that set
+    ``audit.allow_prune`` locally; it is switched off again before the transaction ends so that
+    nothing else in it (if a caller wrapped us in a transaction) can delete audit rows.
+    """
+    fields = [f.attname for f in AuditLog._meta.concrete_fields]
+    # SKIP LOCKED: two prunes at once take different rows, so no row is archived twice.
+    rows = list(
+        AuditLog.objects.filter(timestamp__lt=before)
+        .order_by("timestamp", "pk")
+        .select_for_update(skip_locked=True)
+        .values(*fields)[:batch_size]
+    )
+    if not rows:
+        return 0
+    if archive is not None:
+        archive.writelines(_archive_line(row) for row in rows)
+        archive.flush()
+        with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
+            os.fsync(archive.fileno())
+        # The rows are on disk before the DELETE can commit: a crash now leaves them in both
+        # places (archived again next run), never in neither.
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL audit.allow_prune = 'on'")
+        cursor.execute("DELETE FROM audit_logs WHERE id = ANY(%s)", [[row["id"] for row in rows]])
+        deleted = cursor.rowcount
+        cursor.execute("SET LOCAL audit.allow_prune = 'off'")
+    return deleted
+
+
+def audit_log_prune(
+    *,
+    before: datetime,
+    batch_size: int = 1000,
+    archive: TextIO | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete audit rows older than ``before``, oldest first, in batches that each commit on
+    their own; the one sanctioned way rows leave audit_logs. Returns how many went (with
+    ``dry_run``, how many would).
+
+    ``archive`` (a text file) receives each row as a JSON line before its batch is deleted.
+    When anything was pruned, one summary row (DELETE, resource_type ``audit_log``, metadata
+    with the count and cutoff) is written afterwards: it is newer than the cutoff, so it
+    survives this prune and records it.
+    """
+    if dry_run:
+        return AuditLog.objects.filter(timestamp__lt=before).count()
+    pruned = 0
+    while True:
+        deleted = _audit_log_prune_batch(before=before, batch_size=batch_size, archive=archive)
+        pruned += deleted
+        if deleted and progress is not None:
+            progress(pruned)
+        if deleted < batch_size:
+            break
+    if pruned:
+        with transaction.atomic():
+            audit_log_record(
+                action=AuditLog.Action.DELETE,
+                resource_type=PRUNE_RESOURCE,
+                metadata={
+                    "operation": "prune",
+                    "count": pruned,
+                    "cutoff": before.isoformat(),
+                    "archive": getattr(archive, "name", None) if archive is not None else None,
+                },
+            )
+    return pruned

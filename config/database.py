@@ -193,11 +193,24 @@ def after_migrate(using: str = "default", verbosity: int = 1, **kwargs: Any) -> 
     connection = connections[using]
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT current_database()")
-            (dbname,) = cursor.fetchone()
+            cursor.execute(
+                "SELECT current_database(), (SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d "
+                "ON d.oid = s.setdatabase JOIN pg_roles r ON r.oid = s.setrole "
+                "WHERE d.datname = current_database() AND r.rolname = current_user)"
+            )
+            dbname, previous = cursor.fetchone()
             cursor.execute(
                 f"ALTER ROLE CURRENT_USER IN DATABASE {connection.ops.quote_name(dbname)} "
                 f"SET statement_timeout = {int(timeout_ms)}"
             )
     except DatabaseError as exc:  # a role without the right to alter itself: say so, go on
         logging.getLogger(__name__).warning("could not set the role's statement_timeout default: %s", exc)
+        return
+    if settings.DB_POOL.mode == "pgbouncer" and f"statement_timeout={int(timeout_ms)}" not in (previous or []):
+        # A role default applies to connections opened after it; PgBouncer's open server
+        # connections keep the old value until they are recycled.
+        logging.getLogger(__name__).warning(
+            "statement_timeout for this role is now %sms; run RECONNECT on the PgBouncer admin console "
+            "(or wait for its server_lifetime) so that open server connections pick it up",
+            int(timeout_ms),
+        )

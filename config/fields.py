@@ -22,3 +22,60 @@ class JSONObjectField(serializers.DictField):
         if len(json.dumps(value, separators=(",", ":"))) > MAX_JSON_OBJECT_BYTES:
             self.fail("too_large")
         return value
+
+
+# DRF's scalar fields coerce: CharField takes 5 and stores "5", IntegerField takes "5",
+# BooleanField takes "yes" or 1. The schema says string, integer, boolean; a JSON body that sends
+# another type is bad input and gets a 400 naming the field, as the schema promises.
+
+
+def _check_string(field: serializers.CharField, data: Any) -> None:
+    if not isinstance(data, str):
+        field.fail("invalid")
+    # The schema's maxLength is about what was sent; DRF would trim whitespace first and let
+    # 256 characters through a max_length of 255.
+    if field.max_length is not None and len(data) > field.max_length:
+        field.fail("max_length", max_length=field.max_length)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only, no longer than max_length as sent."""
+
+    def to_internal_value(self, data: Any) -> str:
+        _check_string(self, data)
+        return super().to_internal_value(data)
+
+
+class StrictEmailField(serializers.EmailField):
+    """A JSON string holding an email address, no longer than max_length as sent."""
+
+    def to_internal_value(self, data: Any) -> str:
+        _check_string(self, data)
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only (``5.0`` counts: JSON Schema calls it an integer)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON ``true`` or ``false`` only."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A JSON string holding a UUID (DRF's also takes an integer and makes a UUID of it)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)

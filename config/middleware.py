@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -15,8 +16,20 @@ def _has_bad_chars(value: str) -> bool:
     return "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value)
 
 
+def _is_utf8(query: str) -> bool:
+    if query.isascii() and "%" not in query:
+        return True
+    try:
+        # WSGI hands the raw bytes over decoded as latin-1.
+        unquote_to_bytes(query.encode("latin-1")).decode("utf-8")
+    except UnicodeError:
+        return False
+    return True
+
+
 class HostileInputMiddleware:
-    """A NUL byte or an unpaired surrogate in the path or query string is a 400, up front.
+    """A NUL byte or an unpaired surrogate in the path or query string, or a query string that is
+    not UTF-8, is a 400, up front.
 
     PostgreSQL cannot store or compare such strings; refusing them here means no filter,
     search box or lookup further down has to remember to.
@@ -26,6 +39,10 @@ class HostileInputMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if query and not _is_utf8(query):
+            # Django would decode it with replacement characters and filter on those.
+            return JsonResponse({"detail": "The query string is not valid UTF-8.", "code": "invalid_query"}, status=400)
         if _has_bad_chars(request.path):
             return JsonResponse(
                 {"detail": "The path contains a NUL byte or an invalid character.", "code": "invalid_path"}, status=400

@@ -2,7 +2,8 @@
 
 Page-number lists take their total from ``COUNT(*) OVER ()`` in the page query itself, so a
 list costs one query, not a page query plus a COUNT. Cursor lists never count. A page size
-that is not a positive integer is a 400 naming ``page_size``; a huge one is clamped.
+that is not a positive integer is a 400 naming ``page_size``; one over the list's maximum is
+clamped to it, and one past a 32-bit integer is refused as garbage.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
+# Beyond a 32-bit integer a page number or size is not a request but garbage: refused, not clamped.
+LARGEST_QUERY_INT = 2**31 - 1
+
 
 def parse_positive_int(request: Request, param: str, default: int, maximum: int | None = None) -> int:
     raw = request.query_params.get(param)
@@ -29,8 +33,8 @@ def parse_positive_int(request: Request, param: str, default: int, maximum: int 
         value = int(raw)
     except (TypeError, ValueError):
         raise exceptions.ValidationError({param: ["Must be a positive integer."]}) from None
-    if value < 1:
-        raise exceptions.ValidationError({param: ["Must be a positive integer."]})
+    if not 1 <= value <= LARGEST_QUERY_INT:
+        raise exceptions.ValidationError({param: [f"Must be a positive integer up to {LARGEST_QUERY_INT}."]})
     return min(value, maximum) if maximum is not None else value
 
 
@@ -96,14 +100,14 @@ class WindowCountPagination(BasePagination):
                 "required": False,
                 "in": "query",
                 "description": "A page number within the paginated result set.",
-                "schema": {"type": "integer", "minimum": 1},
+                "schema": {"type": "integer", "minimum": 1, "maximum": LARGEST_QUERY_INT},
             },
             {
                 "name": self.page_size_query_param,
                 "required": False,
                 "in": "query",
                 "description": f"Results per page (default {self.page_size}; larger values are clamped to {self.max_page_size}).",
-                "schema": {"type": "integer", "minimum": 1},
+                "schema": {"type": "integer", "minimum": 1, "maximum": LARGEST_QUERY_INT},
             },
         ]
 
@@ -161,5 +165,5 @@ class ValidatedCursorPagination(CursorPagination):
         params = super().get_schema_operation_parameters(view)
         for param in params:
             if param["name"] == self.page_size_query_param:
-                param["schema"] = {"type": "integer", "minimum": 1}
+                param["schema"] = {"type": "integer", "minimum": 1, "maximum": LARGEST_QUERY_INT}
         return params

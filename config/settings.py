@@ -93,7 +93,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.admin_apps.PlatformAdminConfig",  # django.contrib.admin with our site (throttled login)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -206,6 +206,8 @@ AUDIT_LOG_RETENTION_DAYS = env_int("AUDIT_LOG_RETENTION_DAYS", 90, minimum=1)
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_048_576, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+# A bare hello view at /_bench/hello, the floor `make bench` measures every endpoint against.
+BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
 
 # --- Rate limits and cache --------------------------------------------------------------------
 
@@ -318,6 +320,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.document_empty_query_values",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "SessionStatusEnum": "agent_sessions.models.Session.Status",
         "MessageRoleEnum": "agent_sessions.models.Message.Role",

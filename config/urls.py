@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -7,7 +8,7 @@ from accounts.views import UserViewSet
 from agent_sessions.views import SessionMessagesView, SessionViewSet
 from apikeys.views import APIKeyViewSet
 from audit.views import AuditLogViewSet
-from config import health
+from config import health, views
 
 router = DefaultRouter()
 router.include_root_view = False
@@ -30,6 +31,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
 ]
+
+if settings.BENCH_ENDPOINTS:
+    urlpatterns.append(path("_bench/hello", views.hello, name="bench-hello"))
 
 handler400 = "config.views.bad_request"
 handler403 = "config.views.permission_denied"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
@@ -19,3 +19,8 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
 
 def server_error(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
+
+
+def hello(request: HttpRequest) -> HttpResponse:
+    """The benchmark floor: the whole middleware stack, no database, no DRF."""
+    return HttpResponse(b"hello", content_type="text/plain")

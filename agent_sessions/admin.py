@@ -1,0 +1,214 @@
+"""The session admin: sessions with their messages, read-only and paged; cancel.
+
+A session's page shows its messages 50 at a time, read straight off the (session_id,
+sequence) unique index by sequence range (sequences run 1..n without gaps), so page 200 of a
+10,000-message session costs what page 1 does. Messages are never edited here; long contents
+are cut in the table and shown whole on the message's own page.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.db.models.functions import Left, Length
+from django.forms import ModelForm
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from agent_sessions import services
+from agent_sessions.models import Message, Session
+from config.admin_display import pretty_json
+from config.admin_filters import DistinctValuesFilter, SoftDeleteFilter
+from config.admin_pagination import EstimatedCountPaginator
+from config.admin_services import ServiceAdminMixin, adopt, run_for_each
+
+MESSAGES_PER_PAGE = 50
+PREVIEW_CHARS = 2_000
+MESSAGES_PAGE_PARAM = "messages_page"
+
+
+class AgentFilter(DistinctValuesFilter):
+    title = "agent"
+    parameter_name = "agent_id"
+
+
+@admin.register(Session)
+class SessionAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "title",
+        "status",
+        "agent_id",
+        "owner",
+        "total_messages",
+        "total_tokens",
+        "last_activity_at",
+        "created_at",
+    )
+    list_filter = ("status", AgentFilter, ("last_activity_at", admin.DateFieldListFilter), SoftDeleteFilter)
+    list_select_related = ("user",)
+    search_fields = ("title", "agent_id", "user__email")
+    search_help_text = "Title, agent id or owner email (contains)."
+    ordering = ("-last_activity_at",)
+    list_per_page = 50
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = EstimatedCountPaginator
+    actions = ("cancel_sessions",)
+    fieldsets = [
+        (None, {"fields": ["title", "owner", "agent_id", "status", "id"]}),
+        ("Activity", {"fields": ["total_messages", "total_tokens", "last_activity_at", "expires_at"]}),
+        ("Context and metadata", {"fields": ["context_display", "metadata_display"]}),
+        ("History", {"fields": ["created_at", "updated_at", "deleted_at"]}),
+    ]
+    readonly = (
+        "owner",
+        "agent_id",
+        "status",
+        "id",
+        "total_messages",
+        "total_tokens",
+        "last_activity_at",
+        "expires_at",
+        "context_display",
+        "metadata_display",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Session]:
+        queryset = Session.all_objects.select_related("user")
+        ordering = self.get_ordering(request)
+        return queryset.order_by(*ordering) if ordering else queryset
+
+    # Agents create sessions through the API; Django's delete would skip the service.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Session | None = None) -> tuple[str, ...]:
+        if obj is not None and obj.deleted_at is not None:
+            return ("title", *self.readonly)
+        return self.readonly
+
+    def save_with_service(self, request: HttpRequest, obj: Session, form: ModelForm, change: bool) -> None:
+        if "title" in form.changed_data:
+            adopt(obj, services.session_update(actor=request.user, session=obj, title=form.cleaned_data["title"]))
+
+    # --- columns and read-only fields ---
+
+    @admin.display(description="owner", ordering="user__email")
+    def owner(self, obj: Session) -> SafeString:
+        url = reverse("admin:accounts_user_change", args=[obj.user_id])
+        return format_html('<a href="{}">{}</a>', url, obj.user.email)
+
+    @admin.display(description="context")
+    def context_display(self, obj: Session) -> SafeString | str:
+        return pretty_json(obj.context)
+
+    @admin.display(description="metadata")
+    def metadata_display(self, obj: Session) -> SafeString | str:
+        return pretty_json(obj.metadata)
+
+    # --- actions ---
+
+    @admin.action(description="Cancel selected active sessions", permissions=["change"])
+    def cancel_sessions(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
+        run_for_each(
+            request,
+            queryset,
+            lambda session: services.session_cancel(
+                actor=request.user, session=session, reason="Cancelled by staff in the admin."
+            ),
+            done="Cancelled",
+            noun=("session", "sessions"),
+        )
+
+    # --- messages on the session page ---
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Session | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            context["messages_page"] = self.messages_page(request, obj)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def messages_page(self, request: HttpRequest, session: Session) -> dict[str, Any]:
+        total = session.total_messages
+        pages = max(1, math.ceil(total / MESSAGES_PER_PAGE))
+        try:
+            number = int(request.GET.get(MESSAGES_PAGE_PARAM, "1"))
+        except ValueError:
+            number = 1
+        number = min(max(number, 1), pages)
+        first = (number - 1) * MESSAGES_PER_PAGE + 1
+        rows = list(
+            Message.objects.filter(session_id=session.pk, sequence__gte=first, sequence__lt=first + MESSAGES_PER_PAGE)
+            .order_by("sequence")
+            .defer("content")
+            .annotate(preview=Left("content", PREVIEW_CHARS), length=Length("content"))
+        )
+        # A paginator over a range only for its elided page links: nothing is counted.
+        links = Paginator(range(total), MESSAGES_PER_PAGE).get_elided_page_range(number, on_each_side=2, on_ends=1)
+        return {
+            "rows": rows,
+            "number": number,
+            "pages": pages,
+            "total": total,
+            "first": first,
+            "last": first + len(rows) - 1,
+            "links": list(links) if total else [],
+            "param": MESSAGES_PAGE_PARAM,
+            "preview_chars": PREVIEW_CHARS,
+        }
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/messages/<int:sequence>/",
+                self.admin_site.admin_view(self.message_view),
+                name="agent_sessions_session_message",
+            ),
+            *super().get_urls(),
+        ]
+
+    def message_view(self, request: HttpRequest, object_id: str, sequence: int) -> HttpResponse:
+        session = self.get_object(request, unquote(object_id))
+        if session is None:
+            raise Http404("No such session.")
+        if not self.has_view_permission(request, session):
+            raise PermissionDenied
+        message = Message.objects.filter(session_id=session.pk, sequence=sequence).first()
+        if message is None:
+            raise Http404("No such message.")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Message #{message.sequence}",
+            "subtitle": session.title,
+            "opts": self.opts,
+            "original": session,
+            "message_obj": message,
+            "tool_calls": pretty_json(message.tool_calls),
+            "metadata": pretty_json(message.metadata),
+            "page": math.ceil(message.sequence / MESSAGES_PER_PAGE),
+            "param": MESSAGES_PAGE_PARAM,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/agent_sessions/session/message.html", context)

@@ -1,0 +1,550 @@
+"""The benchmark behind `make bench` (see bench/README.md).
+
+Starts the service as in production (gunicorn sync workers, DB_POOL_MODE=pool) against a
+benchmark database, seeds it, drives load with wrk from outside the process on 127.0.0.1, and
+reports each endpoint as a ratio to a bare Django hello view served the same way in the same
+run. Then measures cost growth: append, message-page, key-authentication and audit-page
+latency as the tables grow. Writes the tables to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+BASE = Path(__file__).resolve().parent.parent
+RESULTS = BASE / "bench" / "results"
+WRK_POST = BASE / "bench" / "wrk" / "post_messages.lua"
+sys.path.insert(0, str(BASE))
+
+
+# --- plumbing -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def resolve_database(name: str) -> str:
+    """DATABASE_URL as given, or a dedicated database on the embedded server."""
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    import psycopg
+
+    from config import embedded_postgres
+
+    embedded_postgres.ensure_running()
+    socket_dir = str(embedded_postgres._server().get_postmaster_info().socket_dir)
+    with psycopg.connect(host=socket_dir, user="postgres", dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql://postgres@/{name}?host={socket_dir}"
+
+
+def service_env(database_url: str, port: int, workers: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DEBUG": "false",
+        "SECRET_KEY": "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "SECURE_SSL_REDIRECT": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DB_POOL_MODE": os.environ.get("DB_POOL_MODE", "pool"),
+        "WEB_CONCURRENCY": str(workers),
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "BENCH_ENDPOINTS": "true",
+        "STATIC_MANIFEST": "false",
+        # The cost-growth series needs a session with 100,000 messages.
+        "SESSION_MAX_MESSAGES": "10000000",
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "info"),
+        "LOG_FORMAT": "json",
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, str(BASE / "manage.py"), *args], env=env, cwd=BASE, check=True)
+
+
+class Server:
+    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
+        self.port = port
+        self.log = log_path.open("w")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.conf.py", "config.wsgi"],
+            env=env,
+            cwd=BASE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not start; see {log_path}")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+# --- wrk --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    ratio: float | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"unparsable latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(
+    name: str,
+    url: str,
+    *,
+    connections: int,
+    duration: int,
+    key: str | None = None,
+    script: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Result:
+    threads = max(1, min(connections, os.cpu_count() or 1))
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    if key and script is None:
+        cmd += ["-H", f"Authorization: Bearer {key}"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    cmd.append(url)
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=True).stdout
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    return Result(name, connections, rps, p50, p99, errors, requests)
+
+
+class ConnectionSampler:
+    """Samples pg_stat_activity for the benchmark database while load runs."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self.max_open = 0
+        self.pids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            me = conn.info.backend_pid
+            while not self._stop.is_set():
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s", [me]
+                ).fetchall()
+                self.max_open = max(self.max_open, len(rows))
+                self.pids.update(r[0] for r in rows)
+                time.sleep(0.2)
+
+    def __enter__(self) -> ConnectionSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --- seeding ----------------------------------------------------------------------------------
+
+
+def seed(database_url: str, spread_sessions: int) -> dict[str, object]:
+    """Realistic data through the services, bulk filler through SQL. Returns ids and raw keys."""
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("SECRET_KEY", "benchmark-only")
+    os.environ["DEBUG"] = "false"
+    os.environ["STATIC_MANIFEST"] = "false"
+    os.environ["SESSION_MAX_MESSAGES"] = "10000000"
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from accounts.services import user_create
+    from agent_sessions.models import Session
+    from agent_sessions.services import session_append_message, session_create
+    from apikeys.services import api_key_create
+
+    user = user_create(actor=None, email="bench@example.com", name="Bench", roles=["user"])
+    admin = user_create(actor=None, email="bench-admin@example.com", name="Bench Admin", roles=["admin"])
+    _, key = api_key_create(
+        actor=None, owner=user, name="bench", scopes=["read", "write"], rate_limit_tier="enterprise"
+    )
+    _, admin_key = api_key_create(
+        actor=None, owner=admin, name="bench admin", scopes=["read", "write", "admin"], rate_limit_tier="enterprise"
+    )
+    for i in range(3):
+        api_key_create(actor=None, owner=user, name=f"spare {i}", scopes=["read"], rate_limit_tier="enterprise")
+
+    spread = []
+    for i in range(spread_sessions):
+        session = session_create(actor=None, owner=user, agent_id=f"agent-{i % 7}", title=f"Conversation {i}")
+        spread.append(str(session.pk))
+    hot = session_create(actor=None, owner=user, agent_id="agent-hot", title="Hot session")
+    paged = session_create(actor=None, owner=user, agent_id="agent-0", title="Paged session")
+    for i in range(120):
+        session_append_message(
+            session_id=paged.pk, role="user" if i % 2 == 0 else "assistant", content=f"message {i} " * 8, token_count=20
+        )
+    # Some history on the spread sessions, as real conversations have.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH s AS (SELECT id FROM sessions WHERE id = ANY(%s::uuid[]))
+            INSERT INTO session_messages (id, session_id, sequence, role, content, metadata, token_count, created_at)
+            SELECT gen_random_uuid(), s.id, g, CASE WHEN g %% 2 = 1 THEN 'user' ELSE 'assistant' END,
+                   repeat('earlier message text ', 6), '{}', 15, now()
+              FROM s, generate_series(1, 20) g
+            """,
+            [spread],
+        )
+        cursor.execute(
+            "UPDATE sessions SET total_messages = 20, total_tokens = 300 WHERE id = ANY(%s::uuid[])", [spread]
+        )
+        cursor.execute("ANALYZE")
+    growth = {}
+    for size in (10, 1_000, 100_000):
+        session = session_create(actor=None, owner=user, agent_id="agent-growth", title=f"{size} messages")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO session_messages (id, session_id, sequence, role, content, metadata, token_count, created_at)
+                SELECT gen_random_uuid(), %s, g, 'user', repeat('x', 120), '{}', 10, now() FROM generate_series(1, %s) g
+                """,
+                [session.pk, size],
+            )
+            cursor.execute(
+                "UPDATE sessions SET total_messages = %s, total_tokens = %s WHERE id = %s",
+                [size, size * 10, session.pk],
+            )
+        growth[size] = str(session.pk)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    assert Session.objects.count() >= spread_sessions
+    connection.close()
+    return {
+        "key": key,
+        "admin_key": admin_key,
+        "spread": spread,
+        "hot": str(hot.pk),
+        "paged": str(paged.pk),
+        "growth": growth,
+    }
+
+
+def fill_keys(database_url: str, total: int) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        owner = conn.execute("SELECT id FROM users WHERE email = 'bench@example.com'").fetchone()[0]
+        have = conn.execute("SELECT count(*) FROM api_keys").fetchone()[0]
+        missing = max(0, total - have)
+        if missing:
+            conn.execute(
+                """
+                INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, key_hint, scopes, rate_limit_tier,
+                                      created_at, updated_at)
+                SELECT gen_random_uuid(), %s, 'filler', encode(sha256(('filler-' || g)::bytea), 'hex'), 'sk_live',
+                       'sk_live_fill…fill', '["read"]', 'free', now(), now()
+                  FROM generate_series(1, %s) g
+                """,
+                [owner, missing],
+            )
+            conn.execute("ANALYZE api_keys")
+        return conn.execute("SELECT count(*) FROM api_keys").fetchone()[0]
+
+
+def fill_audit(database_url: str, total: int) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        have = conn.execute("SELECT count(*) FROM audit_logs").fetchone()[0]
+        missing = max(0, total - have)
+        if missing:
+            conn.execute(
+                """
+                INSERT INTO audit_logs (id, created_at, updated_at, timestamp, user_id, action, resource_type,
+                                        resource_id, ip_address, user_agent, request_id, request_path,
+                                        request_method, response_status, changes)
+                SELECT gen_random_uuid(), now(), now(), now() - (g || ' seconds')::interval, gen_random_uuid(),
+                       (ARRAY['CREATE','UPDATE','DELETE'])[1 + g %% 3], 'session', g::text, '127.0.0.1',
+                       'bench', gen_random_uuid(), '/api/v1/sessions/', 'POST', 201, '{"title": {"old": null, "new": "x"}}'
+                  FROM generate_series(1, %s) g
+                """,
+                [missing],
+            )
+            conn.execute("ANALYZE audit_logs")
+        return conn.execute("SELECT count(*) FROM audit_logs").fetchone()[0]
+
+
+# --- reporting --------------------------------------------------------------------------------
+
+
+def table(results: list[Result], title: str) -> str:
+    lines = [
+        f"### {title}",
+        "",
+        "| scenario | conns | req/s | ratio to hello | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
+        lines.append(
+            f"| {r.name} | {r.connections} | {r.rps:,.0f} | {ratio} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+        )
+    return "\n".join(lines)
+
+
+def growth_table(series: dict[str, list[tuple[str, Result]]]) -> str:
+    lines = [
+        "### Cost growth (p50 latency; flat = largest within 1.3x of smallest)",
+        "",
+        "| series | point | p50 ms | p99 ms | req/s | largest/smallest p50 | flat |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for name, points in series.items():
+        p50s = [r.p50_ms for _, r in points]
+        spread = max(p50s) / min(p50s)
+        for i, (label, r) in enumerate(points):
+            tail = f"{spread:.2f} | {'yes' if spread <= 1.3 else 'NO'}" if i == 0 else " | "
+            lines.append(
+                f"| {name if i == 0 else ''} | {label} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.rps:,.0f} | {tail} |"
+            )
+    return "\n".join(lines)
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "10")), help="seconds per load run"
+    )
+    parser.add_argument("--growth-duration", type=int, default=int(os.environ.get("BENCH_GROWTH_DURATION", "5")))
+    parser.add_argument(
+        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1) + 1))
+    )
+    parser.add_argument("--connections", default="16,64")
+    parser.add_argument("--spread-sessions", type=int, default=200)
+    parser.add_argument("--skip-growth", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated scenario names to run")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk (Debian's package)", file=sys.stderr)
+        return 2
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    database_url = resolve_database("agent_platform_bench")
+    port = free_port()
+    env = service_env(database_url, port, args.workers)
+    print(f"benchmark database: {database_url}\nmigrating ...", flush=True)
+    manage(env, "migrate", "--noinput", "-v", "0")
+    print("seeding ...", flush=True)
+    data = seed(database_url, args.spread_sessions)
+    ids_file = RESULTS / "spread-ids.txt"
+    ids_file.write_text("\n".join(data["spread"]) + "\n")
+    hot_file = RESULTS / "hot-id.txt"
+    hot_file.write_text(data["hot"] + "\n")
+
+    server = Server(env, port, RESULTS / f"gunicorn-{stamp}.log")
+    base = f"http://127.0.0.1:{port}"
+    key, admin_key = data["key"], data["admin_key"]
+    scenarios = [
+        ("hello (floor)", f"{base}/_bench/hello", None, None, {}),
+        ("/health", f"{base}/health", None, None, {}),
+        ("GET sessions/{id}/", f"{base}/api/v1/sessions/{data['paged']}/", key, None, {}),
+        ("GET sessions/?page_size=20", f"{base}/api/v1/sessions/?page_size=20", key, None, {}),
+        ("GET messages/?page_size=50", f"{base}/api/v1/sessions/{data['paged']}/messages/?page_size=50", key, None, {}),
+        ("POST messages (spread)", base, key, WRK_POST, {"BENCH_SESSION_IDS": str(ids_file), "BENCH_KEY": key}),
+        ("POST messages (hot session)", base, key, WRK_POST, {"BENCH_SESSION_IDS": str(hot_file), "BENCH_KEY": key}),
+        ("GET api-keys/", f"{base}/api/v1/api-keys/", key, None, {}),
+    ]
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    results: list[Result] = []
+    connection_report = {}
+    try:
+        for name, url, k, script, extra_env in scenarios[:1] + scenarios[2:3]:  # warm every worker's pool
+            wrk(name, url, connections=16, duration=2, key=k, script=script, env=extra_env)
+        for conns in [int(c) for c in args.connections.split(",")]:
+            floor = None
+            for name, url, k, script, extra_env in scenarios:
+                if only and name not in only and not name.startswith("hello"):
+                    continue
+                with ConnectionSampler(database_url) as sampler:
+                    result = wrk(
+                        name, url, connections=conns, duration=args.duration, key=k, script=script, env=extra_env
+                    )
+                result.extra = {"max_db_connections": sampler.max_open, "distinct_backends": len(sampler.pids)}
+                if name.startswith("hello"):
+                    floor = result.rps
+                result.ratio = result.rps / floor if floor else None
+                results.append(result)
+                connection_report[f"{name} @{conns}"] = result.extra
+                print(
+                    f"  {name:32s} c={conns:<3d} {result.rps:9.0f} req/s  ratio {result.ratio or 0:.2f}  "
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}  "
+                    f"db conns max {sampler.max_open} distinct {len(sampler.pids)}",
+                    flush=True,
+                )
+
+        series: dict[str, list[tuple[str, Result]]] = {}
+        if not args.skip_growth:
+            d, c = args.growth_duration, 4
+            print("cost growth ...", flush=True)
+            growth = data["growth"]
+            series["append (session already holding N messages)"] = []
+            for size in ("10", "1000", "100000"):
+                sid_file = RESULTS / f"growth-{size}.txt"
+                sid_file.write_text(growth[int(size)] + "\n")
+                r = wrk(
+                    f"append@{size}",
+                    base,
+                    connections=c,
+                    duration=d,
+                    script=WRK_POST,
+                    env={"BENCH_SESSION_IDS": str(sid_file), "BENCH_KEY": key},
+                )
+                series["append (session already holding N messages)"].append((f"{int(size):,} messages", r))
+            deep = base64.b64encode(b"p=99950").decode()
+            big = growth[100_000]
+            series["message page of 50"] = [
+                (
+                    "first page",
+                    wrk(
+                        "page@start",
+                        f"{base}/api/v1/sessions/{big}/messages/?page_size=50",
+                        connections=c,
+                        duration=d,
+                        key=key,
+                    ),
+                ),
+                (
+                    "100,000 deep",
+                    wrk(
+                        "page@deep",
+                        f"{base}/api/v1/sessions/{big}/messages/?page_size=50&cursor={deep}",
+                        connections=c,
+                        duration=d,
+                        key=key,
+                    ),
+                ),
+            ]
+            me = f"{base}/api/v1/users/me/"
+            small_keys = fill_keys(database_url, 0)
+            series["key authentication (GET users/me/)"] = [
+                (f"{small_keys:,} keys", wrk("auth@small", me, connections=c, duration=d, key=key))
+            ]
+            many = fill_keys(database_url, 1_000_000)
+            series["key authentication (GET users/me/)"].append(
+                (f"{many:,} keys", wrk("auth@large", me, connections=c, duration=d, key=key))
+            )
+            audit_url = f"{base}/api/v1/audit-logs/?page_size=50"
+            rows = fill_audit(database_url, 10_000)
+            series["audit-log page (admin)"] = [
+                (f"{rows:,} rows", wrk("audit@10k", audit_url, connections=c, duration=d, key=admin_key))
+            ]
+            rows = fill_audit(database_url, 1_000_000)
+            series["audit-log page (admin)"].append(
+                (f"{rows:,} rows", wrk("audit@1m", audit_url, connections=c, duration=d, key=admin_key))
+            )
+            for name, points in series.items():
+                p50s = [r.p50_ms for _, r in points]
+                print(
+                    f"  {name}: "
+                    + ", ".join(f"{label} p50 {r.p50_ms:.2f} ms" for label, r in points)
+                    + f"  (largest/smallest {max(p50s) / min(p50s):.2f})",
+                    flush=True,
+                )
+    finally:
+        server.stop()
+
+    max_size = int(env.get("DB_POOL_SIZE", "5")) + int(env.get("DB_MAX_OVERFLOW", "10"))
+    worst = max((v["max_db_connections"] for v in connection_report.values()), default=0)
+    distinct = max((v["distinct_backends"] for v in connection_report.values()), default=0)
+    header = (
+        f"## Benchmark {stamp}\n\n"
+        f"gunicorn {args.workers} sync workers, DB_POOL_MODE={env['DB_POOL_MODE']}, pool max {max_size} per worker "
+        f"(limit {args.workers * max_size}); {os.cpu_count()} cores shared by wrk, gunicorn and PostgreSQL; "
+        f"{args.duration}s per run.\n\n"
+        f"Database connections during load: at most {worst} open at once, {distinct} distinct backends in one run "
+        f"(never one per request).\n"
+    )
+    report = "\n\n".join(
+        [header, table(results, "Load (ratio = req/s / hello floor at the same connections)")]
+        + ([growth_table(series)] if series else [])
+    )
+    out = RESULTS / f"bench-{stamp}.md"
+    out.write_text(report + "\n")
+    (RESULTS / f"bench-{stamp}.json").write_text(
+        json.dumps(
+            {
+                "results": [r.__dict__ for r in results],
+                "growth": {k: [(label, r.__dict__) for label, r in v] for k, v in series.items()},
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    print("\n" + report + f"\n\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""The admin site: Django's, with a login that is throttled per client address and audited.
+
+Failed logins are counted per client address (``audit.context.client_ip``, which believes
+X-Forwarded-For only from TRUSTED_PROXIES) in the shared rate-limit cache. Once an address
+has failed ADMIN_LOGIN_RATE times in the window, its next attempts are refused with 429
+before any password is checked, until the window ends. A failed attempt writes a FAILED_AUTH
+audit row, a successful one a LOGIN row, a logout a LOGOUT row.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+
+from apikeys.throttling import hit
+from audit.context import client_ip
+from audit.models import AuditLog
+from audit.services import audit_log_record
+from config.rates import parse_rate
+
+BLOCK_KEY = "admin-login-blocked:{address}"
+
+
+def _address(request: HttpRequest) -> str:
+    return client_ip(request) or "unknown"
+
+
+def blocked_for(request: HttpRequest) -> int:
+    """Seconds this client must still wait before its next login attempt (0: not blocked)."""
+    try:
+        until = cache.get(BLOCK_KEY.format(address=_address(request)))
+    except Exception:  # the cache is down: prefer letting staff in to refusing everyone
+        return 0
+    if until is None:
+        return 0
+    return max(0, int(until - time.time() + 0.999))
+
+
+def record_failure(request: HttpRequest) -> int:
+    """Count one failed login; return the seconds this client is now blocked for (0: not)."""
+    rate = parse_rate(settings.ADMIN_LOGIN_RATE)
+    if rate is None:
+        return 0
+    limit, period = rate
+    # Blocked from the limit-th failure on: "10/min" allows ten wrong passwords a minute.
+    allowed, reset_in = hit(f"admin-login:{_address(request)}", limit - 1, period)
+    if allowed:
+        return 0
+    try:
+        cache.set(BLOCK_KEY.format(address=_address(request)), time.time() + reset_in, timeout=reset_in)
+    except Exception:
+        return 0
+    return reset_in
+
+
+def too_many_attempts(seconds: int) -> str:
+    return f"Too many failed login attempts; try again in {seconds} seconds."
+
+
+class ThrottledAuthenticationForm(AdminAuthenticationForm):
+    """The admin login form, refusing throttled clients before it checks any password."""
+
+    throttled_for = 0
+
+    def clean(self) -> dict[str, Any]:
+        wait = blocked_for(self.request)
+        if wait:
+            self.throttled_for = wait
+            raise ValidationError(too_many_attempts(wait), code="throttled")
+        try:
+            return super().clean()
+        except ValidationError:
+            self._record_failed_attempt()
+            raise
+
+    def _record_failed_attempt(self) -> None:
+        from accounts.models import User
+
+        email = (self.cleaned_data.get("username") or "").strip()
+        # The row names the account being tried (if there is one), never the typed text: a
+        # password pasted into the email field must not land in the audit trail.
+        target = User.objects.with_email(email).values_list("pk", flat=True).first() if email else None
+        audit_log_record(
+            action=AuditLog.Action.FAILED_AUTH,
+            resource_type="user",
+            resource_id=target,
+            actor=target,
+            metadata={"channel": "admin"},
+            response_status=200,
+        )
+        wait = record_failure(self.request)
+        if wait:
+            self.throttled_for = wait
+            self.add_error(None, too_many_attempts(wait))
+
+
+class PlatformAdminSite(admin.AdminSite):
+    site_header = "Agent platform administration"
+    site_title = "Agent platform admin"
+    index_title = "Users, API keys, sessions and the audit trail"
+    login_form = ThrottledAuthenticationForm
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        response = super().login(request, extra_context)
+        if request.method != "POST":
+            return response
+        if response.status_code == 302 and request.user.is_authenticated:
+            audit_log_record(
+                action=AuditLog.Action.LOGIN,
+                resource_type="user",
+                resource_id=request.user.pk,
+                actor=request.user,
+                metadata={"channel": "admin"},
+                response_status=302,
+            )
+            return response
+        form = (getattr(response, "context_data", None) or {}).get("form")
+        wait = getattr(form, "throttled_for", 0)
+        if wait:
+            response.status_code = 429
+            response["Retry-After"] = str(wait)
+        return response
+
+    def logout(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        user = request.user
+        if request.method == "POST" and user.is_authenticated:
+            audit_log_record(
+                action=AuditLog.Action.LOGOUT,
+                resource_type="user",
+                resource_id=user.pk,
+                actor=user,
+                metadata={"channel": "admin"},
+                response_status=200,
+            )
+        return super().logout(request, extra_context)
