@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench backup restore db-url db-stop verify migrate check-deploy clean
+.PHONY: run test lint format bench profile backup restore db-url db-stop verify migrate check-deploy clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ test: $(VENV)/.dev ## Run the whole suite against a real PostgreSQL
 bench: $(VENV)/.dev ## Load and cost-growth benchmarks with wrk (bench/README.md)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || { echo "install wrk: apt-get install wrk"; exit 2; }
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+profile: $(VENV)/.dev ## Per-request cost of each benchmark scenario, in process, with pyinstrument call trees
+	$(PY) bench/profile.py $(PROFILE_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -5,9 +5,10 @@ from rest_framework import serializers
 from accounts.models import MAX_GROUP_LENGTH, User
 from accounts.roles import Role
 from config.fields import StrictBooleanField, StrictCharField, StrictEmailField
+from config.output_serializers import FrozenFieldsModelSerializer
 
 
-class UserOutputSerializer(serializers.ModelSerializer):
+class UserOutputSerializer(FrozenFieldsModelSerializer):
     is_oauth_user = serializers.BooleanField(read_only=True)
 
     class Meta:

@@ -17,6 +17,7 @@ from accounts.roles import Role
 from accounts.serializers import UserCreateSerializer, UserOutputSerializer, UserUpdateSerializer
 from apikeys.permissions import HasScopeForMethod, IsPlatformAdmin
 from audit.context import expect_status
+from config.api import FilterBackend, ListFiltersOnlyMixin
 from config.schema import error_responses
 
 
@@ -79,14 +80,14 @@ class UserFilter(django_filters.FilterSet):
         summary="Get a user (admin)", responses={200: UserOutputSerializer, **error_responses(401, 403, 404, 429)}
     ),
 )
-class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class UserViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Platform users. Admin only (an admin-scoped key of an admin user), except ``me``."""
 
     queryset = User.objects.none()  # the schema's model; get_queryset() scopes real requests
     serializer_class = UserOutputSerializer
     permission_classes = [IsPlatformAdmin]
     filterset_class = UserFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, filters.SearchFilter]
+    filter_backends = [FilterBackend, filters.SearchFilter]
     search_fields = ["email", "name"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 

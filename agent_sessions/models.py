@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any, Self
 
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from config.errors import StateConflict
 from config.models import UUIDTimestampedModel
+from config.precompiled import RowLoader, fetch_row
 from config.soft_delete import SoftDeleteManager, SoftDeleteModel, SoftDeleteQuerySet
 
 
@@ -34,6 +36,31 @@ class SessionQuerySet(SoftDeleteQuerySet):
             status=Session.Status.ACTIVE,
             deleted_at__isnull=True,
         )
+
+
+class SessionManager(SoftDeleteManager.from_queryset(SessionQuerySet)):
+    def get_live(self, pk: uuid.UUID, *, owner_id: uuid.UUID | None = None) -> Session | None:
+        """A live (not soft-deleted) session by id; with ``owner_id``, only if that user owns it.
+
+        The lookup behind every detail route, compiled once (config.precompiled): the same
+        statement as ``Session.objects.filter(user_id=owner_id).filter(pk=pk).first()``.
+        """
+        any_owner, one_owner, loader = _live_session_queries()
+        if owner_id is None:
+            row = fetch_row(any_owner, [pk], [loader])
+        else:
+            row = fetch_row(one_owner, [pk, owner_id], [loader])
+        return row[0] if row else None
+
+
+@functools.cache
+def _live_session_queries() -> tuple[str, str, RowLoader]:
+    s = RowLoader(Session, "s")
+    any_owner = (
+        f"SELECT {', '.join(s.columns)} FROM {s.table} "  # noqa: S608 (identifiers from model metadata)
+        f"WHERE {s.column('id')} = %s AND {s.column('deleted_at')} IS NULL"
+    )
+    return any_owner, f"{any_owner} AND {s.column('user')} = %s", s
 
 
 class Session(UUIDTimestampedModel, SoftDeleteModel):
@@ -61,7 +88,7 @@ class Session(UUIDTimestampedModel, SoftDeleteModel):
     last_activity_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True, db_comment="NULL = never expires")
 
-    objects = SoftDeleteManager.from_queryset(SessionQuerySet)()
+    objects = SessionManager()
     all_objects = models.Manager.from_queryset(SessionQuerySet)()
 
     class Meta:

@@ -5,9 +5,10 @@ from rest_framework import serializers
 
 from agent_sessions.models import Message, Session
 from config.fields import JSONObjectField, StrictCharField, StrictIntegerField, StrictUUIDField
+from config.output_serializers import FrozenFieldsModelSerializer
 
 
-class SessionOutputSerializer(serializers.ModelSerializer):
+class SessionOutputSerializer(FrozenFieldsModelSerializer):
     is_active = serializers.BooleanField(read_only=True)
     is_expired = serializers.BooleanField(read_only=True)
 
@@ -71,7 +72,7 @@ class SessionStatsSerializer(serializers.Serializer):
     avg_messages_per_session = serializers.FloatField()
 
 
-class MessageOutputSerializer(serializers.ModelSerializer):
+class MessageOutputSerializer(FrozenFieldsModelSerializer):
     class Meta:
         model = Message
         fields = ["id", "session", "sequence", "role", "content", "tool_calls", "metadata", "token_count", "created_at"]

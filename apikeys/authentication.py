@@ -7,6 +7,7 @@ worker is seen by every worker on the very next request.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -15,11 +16,13 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from accounts.models import User
 from apikeys import keys
 from apikeys.models import APIKey
 from apikeys.throttling import AuthFailureThrottle
 from audit.models import AuditLog
 from audit.services import audit_log_record
+from config.precompiled import RowLoader, fetch_row
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,29 @@ def extract_raw_key(request: Request) -> str | None:
     return None
 
 
+@functools.cache
+def _key_and_owner_query() -> tuple[str, RowLoader, RowLoader]:
+    """``APIKey.all_objects.select_related("user").get(key_hash=...)``, compiled once (config.precompiled)."""
+    key, owner = RowLoader(APIKey, "k"), RowLoader(User, "u")
+    sql = (
+        f"SELECT {', '.join(key.columns + owner.columns)} "  # noqa: S608 (identifiers from model metadata)
+        f"FROM {key.table} JOIN {owner.table} ON {owner.column('id')} = {key.column('user')} "
+        f"WHERE {key.column('key_hash')} = %s"
+    )
+    return sql, key, owner
+
+
+def fetch_key_with_owner(key_hash: str) -> APIKey | None:
+    """The key with this hash (revoked ones too) and its owner, in one indexed query."""
+    sql, key_loader, owner_loader = _key_and_owner_query()
+    row = fetch_row(sql, [key_hash], [key_loader, owner_loader])
+    if row is None:
+        return None
+    key, owner = row
+    APIKey.user.field.set_cached_value(key, owner)
+    return key
+
+
 class APIKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Any, APIKey] | None:
         raw = extract_raw_key(request)
@@ -48,7 +74,7 @@ class APIKeyAuthentication(BaseAuthentication):
         if not keys.is_well_formed(raw):
             # Checked without touching the database: wrong shape or bad checksum.
             self._fail(request, "Malformed API key.", reason="malformed")
-        key = APIKey.all_objects.select_related("user").filter(key_hash=keys.hash_key(raw)).first()
+        key = fetch_key_with_owner(keys.hash_key(raw))
         now = timezone.now()
         if key is None:
             self._fail(request, "Invalid API key.", reason="unknown")

@@ -4,9 +4,10 @@ from rest_framework import serializers
 
 from apikeys.models import APIKey
 from config.fields import StrictCharField, StrictIntegerField, StrictUUIDField
+from config.output_serializers import FrozenFieldsModelSerializer
 
 
-class APIKeyOutputSerializer(serializers.ModelSerializer):
+class APIKeyOutputSerializer(FrozenFieldsModelSerializer):
     """What a list or detail shows: never the key or its hash."""
 
     revoked_at = serializers.DateTimeField(source="deleted_at", read_only=True, allow_null=True)

@@ -23,6 +23,7 @@ from apikeys.serializers import (
     APIKeyRotateSerializer,
 )
 from audit.context import expect_status
+from config.api import ListFiltersOnlyMixin
 from config.errors import InvalidInput
 from config.schema import error_responses
 
@@ -52,7 +53,7 @@ def _created_response(api_key: APIKey, raw: str, **extra: Any) -> dict[str, Any]
         summary="Get an API key", responses={200: APIKeyOutputSerializer, **error_responses(401, 403, 404, 429)}
     ),
 )
-class APIKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class APIKeyViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """API keys. Nobody ever sees a key's hash; the raw key appears once, in the create response."""
 
     queryset = APIKey.objects.none()  # the schema's model; get_queryset() scopes real requests

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from rest_framework import serializers
-
 from audit.models import AuditLog
+from config.output_serializers import FrozenFieldsModelSerializer
 
 
-class AuditLogOutputSerializer(serializers.ModelSerializer):
+class AuditLogOutputSerializer(FrozenFieldsModelSerializer):
     class Meta:
         model = AuditLog
         fields = [

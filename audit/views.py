@@ -8,6 +8,7 @@ from rest_framework import viewsets
 from apikeys.permissions import IsPlatformAdmin
 from audit.models import AuditLog
 from audit.serializers import AuditLogOutputSerializer
+from config.api import ListFiltersOnlyMixin
 from config.pagination import ValidatedCursorPagination
 from config.schema import error_responses
 
@@ -42,7 +43,7 @@ class AuditLogPagination(ValidatedCursorPagination):
         responses={200: AuditLogOutputSerializer, **error_responses(401, 403, 404, 429)},
     ),
 )
-class AuditLogViewSet(viewsets.ReadOnlyModelViewSet):
+class AuditLogViewSet(ListFiltersOnlyMixin, viewsets.ReadOnlyModelViewSet):
     queryset = AuditLog.objects.none()  # the schema's model; get_queryset() scopes real requests
     serializer_class = AuditLogOutputSerializer
     permission_classes = [IsPlatformAdmin]

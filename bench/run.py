@@ -291,6 +291,8 @@ def fill_keys(database_url: str, total: int) -> int:
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as conn:
+        # The service's 30 s statement timeout (a role default) is not for bulk filler.
+        conn.execute("SET statement_timeout = 0")
         owner = conn.execute("SELECT id FROM users WHERE email = 'bench@example.com'").fetchone()[0]
         have = conn.execute("SELECT count(*) FROM api_keys").fetchone()[0]
         missing = max(0, total - have)
@@ -313,6 +315,8 @@ def fill_audit(database_url: str, total: int) -> int:
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as conn:
+        # The service's 30 s statement timeout (a role default) is not for bulk filler.
+        conn.execute("SET statement_timeout = 0")
         have = conn.execute("SELECT count(*) FROM audit_logs").fetchone()[0]
         missing = max(0, total - have)
         if missing:

@@ -71,3 +71,69 @@ def test_a_repeated_request_within_a_minute_writes_nothing(alice, busy_session):
     with CaptureQueriesContext(connection) as queries:
         alice.client.get(f"/api/v1/sessions/{busy_session.pk}/")
     assert not any(q["sql"].lstrip().upper().startswith("UPDATE") for q in queries.captured_queries)
+
+
+# --- what a counted tier adds ------------------------------------------------------------------
+# The budgets above are for an enterprise key, which touches no counter. A `free` or `pro` key
+# counts each request in the shared cache: with the database cache (the default) that is two
+# more statements in one short transaction (the window's row locked with SELECT ... FOR UPDATE,
+# then UPDATE); with Redis (REDIS_URL) it is no SQL at all and two Redis round trips (EXISTS,
+# INCR). The first request of each window also creates the counter.
+
+
+def counted_client(make_key, owner) -> object:
+    from tests.conftest import make_client
+
+    _, raw = make_key(owner, tier="pro")
+    return make_client(raw)
+
+
+def test_a_counted_tier_adds_a_locked_counter_update_with_the_database_cache(alice, busy_session, make_key):
+    client = counted_client(make_key, alice.user)
+    url = f"/api/v1/sessions/{busy_session.pk}/"
+    assert client.get(url).status_code == 200  # creates this window's counter, writes last_used_at
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    # Behind PgBouncer (client-side binding) Django also logs the transaction's BEGIN and COMMIT.
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(statements) == 4, "\n".join(s[:90] for s in statements)
+    assert "FOR UPDATE" in statements[1] and "django_cache" in statements[1]
+    assert statements[2].startswith("UPDATE") and "django_cache" in statements[2]
+
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _redis_or_skip() -> object:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError:
+        pytest.skip(f"no Redis at {REDIS_URL}: the Redis figures need a real server (this machine's runs on 6379)")
+    return client
+
+
+def test_a_counted_tier_adds_no_sql_and_two_redis_calls_with_redis(alice, busy_session, make_key, settings):
+    redis_client = _redis_or_skip()
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"budget-test-{busy_session.pk}",
+        }
+    }
+    client = counted_client(make_key, alice.user)
+    url = f"/api/v1/sessions/{busy_session.pk}/"
+    assert client.get(url).status_code == 200
+
+    def calls() -> int:
+        stats = redis_client.info("commandstats")
+        return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("exists", "incr", "incrby"))
+
+    before = calls()
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    assert calls() - before == 2  # EXISTS, INCR
+    assert len(queries) == 2  # key+owner, the session: the counter costs no SQL
