@@ -30,11 +30,18 @@ DESCRIPTIONS = {
 }
 
 
+# Refused by gunicorn before the application sees the request (a request line over its
+# limit_request_line of 4,094 bytes): any operation can answer it, with gunicorn's own
+# plain-text body, so the schema documents the status without a JSON body.
+URI_TOO_LONG = OpenApiResponse(description="Request line (URL and query string) too long; refused by the server.")
+
+
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     if 415 in codes and 413 not in codes:
         # An operation that reads a JSON body refuses one over API_MAX_BODY_BYTES.
         codes = (*codes, 413)
-    return {code: OpenApiResponse(ErrorSerializer, description=DESCRIPTIONS[code]) for code in (*codes, 503)}
+    responses = {code: OpenApiResponse(ErrorSerializer, description=DESCRIPTIONS[code]) for code in (*codes, 503)}
+    return {**responses, 414: URI_TOO_LONG}
 
 
 def document_empty_query_values(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -37,12 +37,13 @@ CONFIG = """
 allow-x00 = false
 
 [checks.negative_data_rejection]
-# 413 (body over API_MAX_BODY_BYTES) is a refusal too; 5xx is not (not_a_server_error fails it).
-expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
+# 413 (body over API_MAX_BODY_BYTES) and 414 (a request line over gunicorn's limit) are refusals
+# too; 5xx is not (not_a_server_error fails it).
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "414", "415", "422", "428", "429"]
 
 [checks.positive_data_acceptance]
 # A schema-valid body can still exceed API_MAX_BODY_BYTES (tool_calls alone may hold 128 x 64 KiB).
-expected-statuses = ["2xx", "401", "403", "404", "409", "413", "429"]
+expected-statuses = ["2xx", "401", "403", "404", "409", "413", "414", "429"]
 
 [[operations]]
 # Rules the schema cannot express answer 400 naming the field: expires_at in the future,
@@ -61,7 +62,7 @@ include-name = [
     "GET /api/v1/sessions/{session_pk}/messages/",
     "GET /api/v1/audit-logs/",
 ]
-checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "413", "429"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "413", "414", "429"]
 """
 
 
