@@ -18,6 +18,7 @@ from accounts.models import User, validate_group, validate_role
 from audit.models import AuditLog
 from audit.services import audit_log_record, diff, snapshot
 from config.errors import InvalidInput, StateConflict
+from config.soft_delete import purge_in_batches
 
 RESOURCE = "user"
 AUDITED_FIELDS = (
@@ -310,13 +311,8 @@ def user_purge_deleted(
                 "message": int(sessions["messages"]),
             }
         )
-    total: Counter[str] = Counter()
-    after: uuid.UUID | None = None
-    while True:
-        ids, counts = _user_purge_batch(deleted_before=deleted_before, after=after, batch_size=batch_size)
-        total.update(counts)
-        if ids and progress is not None:
-            progress(total)
-        if len(ids) < batch_size:
-            return total
-        after = ids[-1]
+    return purge_in_batches(
+        lambda after: _user_purge_batch(deleted_before=deleted_before, after=after, batch_size=batch_size),
+        batch_size=batch_size,
+        progress=progress,
+    )

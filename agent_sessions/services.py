@@ -24,6 +24,7 @@ from agent_sessions.models import Message, MessageLimitReached, Session, Session
 from audit.models import AuditLog
 from audit.services import audit_log_record, diff
 from config.errors import InvalidInput
+from config.soft_delete import purge_in_batches
 
 RESOURCE = "session"
 
@@ -428,13 +429,8 @@ def session_purge_deleted(
         candidates = _purge_candidates(deleted_before=deleted_before, exclude_deleted_owners=True)
         row = candidates.aggregate(sessions=Count("pk"), messages=Sum("total_messages", default=0))
         return Counter({"session": row["sessions"], "message": int(row["messages"])})
-    total: Counter[str] = Counter()
-    after: uuid.UUID | None = None
-    while True:
-        ids, counts = _session_purge_batch(deleted_before=deleted_before, after=after, batch_size=batch_size)
-        total.update(counts)
-        if ids and progress is not None:
-            progress(total)
-        if len(ids) < batch_size:
-            return total
-        after = ids[-1]
+    return purge_in_batches(
+        lambda after: _session_purge_batch(deleted_before=deleted_before, after=after, batch_size=batch_size),
+        batch_size=batch_size,
+        progress=progress,
+    )

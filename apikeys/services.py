@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
@@ -14,6 +15,7 @@ from apikeys.models import APIKey
 from audit.models import AuditLog
 from audit.services import audit_log_record
 from config.errors import InvalidInput, StateConflict
+from config.soft_delete import purge_in_batches
 
 RESOURCE = "api_key"
 
@@ -204,13 +206,14 @@ def api_key_purge_deleted(
             .exclude(user__deleted_at__lt=deleted_before)
             .count()
         )
-    purged = 0
-    after: uuid.UUID | None = None
-    while True:
+
+    def run_batch(after: uuid.UUID | None) -> tuple[list[uuid.UUID], Counter[str]]:
         ids = _api_key_purge_batch(deleted_before=deleted_before, after=after, batch_size=batch_size)
-        purged += len(ids)
-        if ids and progress is not None:
-            progress(purged)
-        if len(ids) < batch_size:
-            return purged
-        after = ids[-1]
+        return ids, Counter({"api_key": len(ids)})
+
+    total = purge_in_batches(
+        run_batch,
+        batch_size=batch_size,
+        progress=None if progress is None else lambda running: progress(running["api_key"]),
+    )
+    return total["api_key"]

@@ -11,6 +11,9 @@ filter, so a soft-deleted owner is still reachable from the rows that point at i
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
+from collections.abc import Callable
 from typing import Any, Self
 
 from django.db import models
@@ -88,3 +91,27 @@ class SoftDeleteModel(models.Model):
 
     def hard_delete(self) -> tuple[int, dict[str, int]]:
         return super().delete()
+
+
+def purge_in_batches(
+    run_batch: Callable[[uuid.UUID | None], tuple[list[uuid.UUID], Counter[str]]],
+    *,
+    batch_size: int,
+    progress: Callable[[Counter[str]], None] | None = None,
+) -> Counter[str]:
+    """Drive a purge one keyset batch at a time until a batch comes back short.
+
+    ``run_batch(after)`` purges up to ``batch_size`` rows with primary keys above ``after``, in
+    its own transaction, and returns their ids (in key order) and what it deleted; ``progress``
+    gets the running totals after each non-empty batch. No transaction spans batches.
+    """
+    total: Counter[str] = Counter()
+    after: uuid.UUID | None = None
+    while True:
+        ids, counts = run_batch(after)
+        total.update(counts)
+        if ids and progress is not None:
+            progress(total)
+        if len(ids) < batch_size:
+            return total
+        after = ids[-1]

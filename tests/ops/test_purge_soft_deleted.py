@@ -165,6 +165,25 @@ def test_it_works_in_batches_and_reports_progress(make_user):
     assert AuditLog.objects.filter(resource_type="user", metadata__operation="purge").count() == 5
 
 
+def test_revoked_keys_and_deleted_sessions_go_in_batches_too(make_user, make_key):
+    owner = make_user()
+    keys = [make_key(owner, name=f"k{i}")[0] for i in range(5)]
+    sessions = [Session.objects.create(user=owner, agent_id="a", title=f"s{i}") for i in range(3)]
+    for key in keys:
+        _backdate(APIKey, key, 10)
+    for session in sessions:
+        _backdate(Session, session, 10)
+
+    output = _purge("--older-than", "7", "--batch-size", "2")
+
+    assert "... 2 api_key(s) purged so far" in output and "... 4 api_key(s) purged so far" in output
+    assert "... 2 session(s) purged so far" in output
+    assert not APIKey.all_objects.filter(pk__in=[k.pk for k in keys]).exists()
+    assert not Session.all_objects.filter(pk__in=[s.pk for s in sessions]).exists()
+    assert AuditLog.objects.filter(resource_type="api_key", metadata__operation="purge").count() == 5
+    assert User.objects.filter(pk=owner.pk).exists()  # a live owner stays
+
+
 def test_older_than_zero_purges_everything_soft_deleted(make_user):
     user = make_user()
     user_soft_delete(actor=None, user=user)
