@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from accounts.models import User
 from agent_sessions.models import Message, MessageLimitReached, Session, SessionNotActive
 from audit.models import AuditLog
-from audit.services import audit_log_record, diff
+from audit.services import audit_log_purged, audit_log_record, diff
 from config.errors import InvalidInput
 from config.soft_delete import purge_in_batches
 
@@ -401,14 +401,7 @@ def _session_purge_batch(
     _, deleted = Session.all_objects.filter(pk__in=ids).hard_delete()
     counts["session"] = deleted.get(Session._meta.label, 0)
     counts["message"] = deleted.get(Message._meta.label, 0)
-    for pk, user_id, deleted_at in rows:
-        audit_log_record(
-            action=AuditLog.Action.DELETE,
-            resource_type=RESOURCE,
-            resource_id=pk,
-            actor=None,
-            metadata={"operation": "purge", "user_id": str(user_id), "deleted_at": deleted_at.isoformat()},
-        )
+    audit_log_purged(resource_type=RESOURCE, rows=rows)
     return ids, counts
 
 

@@ -267,14 +267,8 @@ class SessionMessagesView(generics.GenericAPIView):
     pagination_class = MessagePagination
     queryset = Message.objects.none()
 
-    def get_queryset(self) -> QuerySet[Message]:
-        queryset = Message.objects.filter(session_id=self.kwargs["session_pk"], session__deleted_at__isnull=True)
-        if not is_admin_request(self.request):
-            queryset = queryset.filter(session__user=self.request.user)
-        return queryset
-
     def get(self, request: Request, session_pk: uuid.UUID) -> Response:
-        # The same rows as get_queryset() (kept for the schema), through SQL compiled once.
+        # The session's messages, scoped like _owned_sessions(), through SQL compiled once.
         owner_id = None if is_admin_request(request) else request.user.pk
         page = self.paginate_queryset(MessagePage(session_id=session_pk, owner_id=owner_id))
         if not page and not _owned_sessions(request).filter(pk=session_pk).exists():

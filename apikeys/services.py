@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import User
 from apikeys.models import APIKey
 from audit.models import AuditLog
-from audit.services import audit_log_record
+from audit.services import audit_log_purged, audit_log_record
 from config.errors import InvalidInput, StateConflict
 from config.soft_delete import purge_in_batches
 
@@ -176,14 +176,7 @@ def _api_key_purge_batch(*, deleted_before: datetime, after: uuid.UUID | None, b
         return []
     ids = [pk for pk, _, _ in rows]
     APIKey.all_objects.filter(pk__in=ids).hard_delete()
-    for pk, user_id, deleted_at in rows:
-        audit_log_record(
-            action=AuditLog.Action.DELETE,
-            resource_type=RESOURCE,
-            resource_id=pk,
-            actor=None,
-            metadata={"operation": "purge", "user_id": str(user_id), "deleted_at": deleted_at.isoformat()},
-        )
+    audit_log_purged(resource_type=RESOURCE, rows=rows)
     return ids
 
 

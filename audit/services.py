@@ -184,3 +184,15 @@ def audit_log_prune(
                 },
             )
     return pruned
+
+
+def audit_log_purged(*, resource_type: str, rows: Iterable[tuple[Any, Any, datetime]]) -> None:
+    """One DELETE row per hard-deleted ``(pk, owner id, deleted_at)``, marked as a purge."""
+    for pk, user_id, deleted_at in rows:
+        audit_log_record(
+            action=AuditLog.Action.DELETE,
+            resource_type=resource_type,
+            resource_id=pk,
+            actor=None,
+            metadata={"operation": "purge", "user_id": str(user_id), "deleted_at": deleted_at.isoformat()},
+        )

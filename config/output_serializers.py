@@ -18,7 +18,7 @@ hyperlinks, no method fields that look at the request).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from django.utils import timezone
@@ -93,10 +93,6 @@ class FrozenFieldsModelSerializer(serializers.ModelSerializer):
             plan = tuple(steps)
             cls._frozen_plan = plan
         return plan
-
-    @property
-    def _readable_fields(self) -> Iterator[serializers.Field]:
-        return iter(step[3] for step in self._plan())
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         result: dict[str, Any] = {}

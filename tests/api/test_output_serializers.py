@@ -1,6 +1,6 @@
 """The output serializers' fast path (config.output_serializers) writes exactly what DRF writes.
 
-The reference is DRF's own ``Serializer.to_representation`` loop over the same field objects;
+The reference is DRF's own ``Serializer.to_representation`` loop over the serializer's own fields;
 the objects come from the database, in the states the API shows (fresh, changed by a service,
 revoked, expired, soft-deleted, null timestamps and JSON).
 """
