@@ -24,7 +24,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
 
 # Embedded PostgreSQL unless DATABASE_URL is set; the server keeps running (and its data) after Ctrl-C.
 define with_database
-	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(PY) -m config.embedded_postgres url)"; fi;
+	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(PY) -m config.db.embedded_postgres url)"; fi;
 endef
 
 run: $(VENV)/.runtime ## Serve the API and admin with gunicorn on 127.0.0.1:$(PORT)
@@ -67,17 +67,17 @@ check-deploy: $(VENV)/.runtime
 BACKUP_DIR ?= backups
 
 backup: $(VENV)/.runtime ## pg_dump (custom format) the configured database to $(BACKUP_DIR)/<db>-<timestamp>.dump
-	@$(with_database) $(PY) -m config.backup dump --dir "$(BACKUP_DIR)"
+	@$(with_database) $(PY) -m config.db.backup dump --dir "$(BACKUP_DIR)"
 
 restore: $(VENV)/.runtime ## Restore FILE=... into the configured database (must be empty; CLEAN=1 replaces)
 	@if [ -z "$(FILE)" ]; then echo "usage: make restore FILE=backups/<db>-<timestamp>.dump [CLEAN=1] [DATABASE_URL=...]" >&2; exit 2; fi; \
-	$(with_database) $(PY) -m config.backup restore "$(FILE)" $(if $(CLEAN),--clean)
+	$(with_database) $(PY) -m config.db.backup restore "$(FILE)" $(if $(CLEAN),--clean)
 
 db-url: $(VENV)/.runtime ## Print the embedded database's URL (starting it if needed)
-	@$(PY) -m config.embedded_postgres url
+	@$(PY) -m config.db.embedded_postgres url
 
 db-stop: $(VENV)/.runtime
-	@$(PY) -m config.embedded_postgres stop
+	@$(PY) -m config.db.embedded_postgres stop
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

@@ -27,9 +27,8 @@ from accounts import services
 from accounts.admin_forms import PasswordChangeForm, UserChangeForm, UserCreationForm
 from accounts.models import User
 from accounts.roles import Role
-from audit.context import expect_status
-from config.admin_filters import SoftDeleteFilter
-from config.admin_services import ServiceAdminMixin, adopt, run_for_each
+from config.admin.filters import SoftDeleteFilter
+from config.admin.services import ServiceAdminMixin, adopt, run_for_each
 from config.errors import DomainError
 
 # Our User.groups are directory group names, not Django's permission groups, which nothing
@@ -209,18 +208,13 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Deactivate selected users", permissions=["change"])
     def deactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        def skip(user: User) -> str | None:
-            if user.pk == request.user.pk:
-                return "you cannot deactivate your own account."
-            return "already inactive." if not user.is_active else None
-
         run_for_each(
             request,
             queryset,
             lambda user: services.user_set_active(actor=request.user, user=user, active=False),
             done="Deactivated",
             noun=("user", "users"),
-            skip=skip,
+            skip=lambda user: "already inactive." if not user.is_active else None,
         )
 
     @admin.action(description="Soft-delete selected users (revokes their API keys)", permissions=["soft_delete"])
@@ -231,7 +225,6 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
             lambda user: services.user_soft_delete(actor=request.user, user=user),
             done="Soft-deleted",
             noun=("user", "users"),
-            skip=lambda user: "you cannot delete your own account." if user.pk == request.user.pk else None,
         )
 
     @admin.action(description="Restore selected deleted users", permissions=["soft_delete"])
@@ -276,7 +269,6 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
             return HttpResponseRedirect(change_url)
         form = self.change_password_form(user, request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
-            expect_status(302)
             try:
                 updated = services.user_set_password(
                     actor=request.user, user=user, password=form.cleaned_data["password1"]
@@ -289,7 +281,6 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 if updated.pk == request.user.pk:
                     update_session_auth_hash(request, updated)
                 return HttpResponseRedirect(change_url)
-        expect_status(200)
         context = {
             **self.admin_site.each_context(request),
             "title": f"{'Change' if user.has_usable_password() else 'Set'} password: {user.email}",

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 
 from accounts.models import MAX_GROUP_LENGTH, User
 from accounts.roles import Role
-from config.admin_services import ServiceModelForm
+from config.admin.services import ServiceModelForm
 
 
 class GroupsField(forms.CharField):

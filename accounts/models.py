@@ -1,6 +1,7 @@
+"""The platform's users: local accounts and users of an identity provider (Azure AD, Cognito)."""
+
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any, Self
 
@@ -8,45 +9,65 @@ from django.apps import apps
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.contrib.postgres.indexes import GinIndex
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 
 from accounts.roles import ADMIN_ROLES, Role
-from config.models import UUIDTimestampedModel
-from config.soft_delete import SoftDeleteModel, SoftDeleteQuerySet
+from config.db.models import UUIDTimestampedModel
+from config.db.soft_delete import LIVE, SoftDeleteModel, SoftDeleteQuerySet
 
 MAX_GROUP_LENGTH = 100
 
 
-def validate_role(role: str) -> str:
-    if role not in Role.values:
-        raise ValueError(f"unknown role {role!r}; known roles: {', '.join(Role.values)}")
-    return role
+def clean_roles(values: Iterable[str]) -> list[str]:
+    """Known roles, each once, in the order given; ValueError naming an unknown one."""
+    cleaned: list[str] = []
+    for role in values:
+        if role not in Role.values:
+            raise ValueError(f"unknown role {role!r}; known roles: {', '.join(Role.values)}")
+        if role not in cleaned:
+            cleaned.append(role)
+    return cleaned
 
 
-def validate_group(group: str) -> str:
-    if not isinstance(group, str) or not group.strip() or len(group) > MAX_GROUP_LENGTH:
-        raise ValueError(f"a group is a non-empty string of at most {MAX_GROUP_LENGTH} characters")
-    return group
+def clean_groups(values: Iterable[str]) -> list[str]:
+    """Directory group names, each once, in the order given; ValueError for a bad one."""
+    cleaned: list[str] = []
+    for group in values:
+        if not isinstance(group, str) or not group.strip() or len(group) > MAX_GROUP_LENGTH:
+            raise ValueError(f"a group is a non-empty string of at most {MAX_GROUP_LENGTH} characters")
+        if group not in cleaned:
+            cleaned.append(group)
+    return cleaned
+
+
+# How each JSON list column of User is cleaned: the API, the admin and the seed helpers alike.
+LIST_CLEANERS = {"roles": clean_roles, "groups": clean_groups}
+
+
+class Provider(models.TextChoices):
+    LOCAL = "local", "Local"
+    AZURE_AD = "azure_ad", "Azure AD"
+    AWS_COGNITO = "aws_cognito", "AWS Cognito"
 
 
 class UserQuerySet(SoftDeleteQuerySet):
     def soft_delete_values(self) -> dict[str, Any]:
         return {**super().soft_delete_values(), "is_active": False}
 
-    def delete(self) -> int:  # type: ignore[override]
-        """Soft-delete and deactivate these users and revoke their API keys, in one transaction."""
+    def soft_delete(self) -> int:
+        """Soft-delete and deactivate these users and revoke their API keys, in one transaction.
+        No audit row: ``accounts.services.user_soft_delete`` is what the API and admin call."""
         with transaction.atomic():
             live = self.alive()
             APIKey = apps.get_model("apikeys", "APIKey")
-            APIKey.objects.filter(user__in=live.values("pk")).delete()
+            APIKey.objects.filter(user__in=live.values("pk")).revoke()
             return live.update(**self.soft_delete_values())
 
-    delete.alters_data = True
-    delete.queryset_only = True
+    soft_delete.alters_data = True  # type: ignore[attr-defined]
+    soft_delete.queryset_only = True  # type: ignore[attr-defined]
 
     def with_email(self, email: str) -> Self:
         """Case-insensitive email match, served by the Lower(email) unique index."""
@@ -59,16 +80,16 @@ class UserQuerySet(SoftDeleteQuerySet):
         return self.filter(groups__contains=[group])
 
 
-class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
+class UserManager(BaseUserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
     """Default manager: live (not soft-deleted) users, and the factory methods createsuperuser uses."""
 
     use_in_migrations = True
 
     def get_queryset(self) -> UserQuerySet:
-        return super().get_queryset().filter(deleted_at__isnull=True)
+        return super().get_queryset().filter(LIVE)
 
-    def get_by_natural_key(self, username: str) -> User:
-        return self.get_queryset().with_email(username).get()
+    def get_by_natural_key(self, username: str | None) -> User:
+        return self.get_queryset().with_email(username or "").get()
 
     def create_user(self, email: str, password: str | None = None, **fields: Any) -> User:
         if not email:
@@ -90,15 +111,8 @@ class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
         return self.create_user(email, password, **fields)
 
 
-class AllUsersManager(models.Manager.from_queryset(UserQuerySet)):
-    """Every user, soft-deleted ones included."""
-
-
 class User(UUIDTimestampedModel, SoftDeleteModel, AbstractBaseUser, PermissionsMixin):
-    class Provider(models.TextChoices):
-        LOCAL = "local", "Local"
-        AZURE_AD = "azure_ad", "Azure AD"
-        AWS_COGNITO = "aws_cognito", "AWS Cognito"
+    Provider = Provider
 
     email = models.EmailField(max_length=255)
     name = models.CharField(max_length=255)
@@ -111,11 +125,15 @@ class User(UUIDTimestampedModel, SoftDeleteModel, AbstractBaseUser, PermissionsM
     roles = models.JSONField(default=list, blank=True, db_comment="Platform roles (accounts.roles.Role)")
     # Replaces PermissionsMixin's `groups` relation: the seed's directory groups, a JSON list.
     groups = models.JSONField(default=list, blank=True, db_comment="Directory groups (free-form names)")
+    # The seed's flag. ``is_active`` means "usable right now" on every model here: a user who may
+    # sign in and hold working keys; a key that authenticates (APIKey.is_active); a session that
+    # takes messages (Session.is_active). Here it is stored, switched by staff, and cleared by a
+    # soft delete (the services keep it False while deleted_at is set).
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False, help_text="May log into the admin site.")
 
     objects = UserManager()
-    all_objects = AllUsersManager()
+    all_objects = models.Manager.from_queryset(UserQuerySet)()
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -128,18 +146,15 @@ class User(UUIDTimestampedModel, SoftDeleteModel, AbstractBaseUser, PermissionsM
             # Replaces the seed's ix_users_email + users_email_key (one uniqueness, twice), now
             # case-insensitive and among live users only, so a deleted user's email can return.
             # Serves login and the duplicate-email check.
-            models.UniqueConstraint(Lower("email"), condition=Q(deleted_at__isnull=True), name="users_email_live_uniq"),
+            models.UniqueConstraint(Lower("email"), condition=LIVE, name="users_email_live_uniq"),
             # Seed ix_users_provider_provider_user_id, made unique among live users.
             # Serves the OAuth login lookup (provider, provider's user id).
             models.UniqueConstraint(
                 fields=["provider", "provider_user_id"],
-                condition=Q(deleted_at__isnull=True),
+                condition=LIVE,
                 name="users_provider_uid_live_uniq",
             ),
-            models.CheckConstraint(
-                condition=Q(provider__in=["local", "azure_ad", "aws_cognito"]),
-                name="users_provider_valid",
-            ),
+            models.CheckConstraint(condition=Q(provider__in=Provider.values), name="users_provider_valid"),
         ]
         indexes = [
             # Seed ix_users_provider: the admin's and API's provider filter.
@@ -197,7 +212,10 @@ class User(UUIDTimestampedModel, SoftDeleteModel, AbstractBaseUser, PermissionsM
             raise ValueError("OAuth users authenticate with their provider and have no password")
         super().set_password(raw_password)
 
-    # --- roles and groups (the seed's helpers; changes persist) ---
+    # --- the seed's helpers ---------------------------------------------------------------------
+    # They change one user and persist at once, but write no audit row: the API, the admin and
+    # the commands go through accounts.services, which do. Their rules are the services' rules
+    # (the same cleaners, the same row lock).
 
     def has_role(self, role: str) -> bool:
         return role in (self.roles or [])
@@ -215,60 +233,44 @@ class User(UUIDTimestampedModel, SoftDeleteModel, AbstractBaseUser, PermissionsM
         return any(self.is_in_group(g) for g in groups)
 
     def add_role(self, role: str) -> None:
-        self._json_list_change("roles", validate_role(role), add=True)
+        """Add a role and save (seed helper: no audit row; ValueError for an unknown role)."""
+        self._edit_list("roles", lambda roles: [*roles, role])
 
     def remove_role(self, role: str) -> None:
-        self._json_list_change("roles", role, add=False)
+        """Remove a role and save (seed helper: no audit row)."""
+        self._edit_list("roles", lambda roles: [r for r in roles if r != role])
 
     def add_group(self, group: str) -> None:
-        self._json_list_change("groups", validate_group(group), add=True)
+        """Add a directory group and save (seed helper: no audit row)."""
+        self._edit_list("groups", lambda groups: [*groups, group])
 
     def remove_group(self, group: str) -> None:
-        self._json_list_change("groups", group, add=False)
+        """Remove a directory group and save (seed helper: no audit row)."""
+        self._edit_list("groups", lambda groups: [g for g in groups if g != group])
 
-    def _json_list_change(self, field: str, value: str, *, add: bool) -> None:
-        """Add or remove one string in a JSON list column, persisted atomically.
+    def _edit_list(self, field: str, edit: Any) -> None:
+        """Change a JSON list column and persist it; an unsaved user just changes in memory.
 
-        The original mutated the list in place and SQLAlchemy never saw the change. Here a
-        saved user is changed with one UPDATE that edits the stored array itself, so two
-        concurrent add_role() calls both land; an unsaved user just changes in memory.
+        The original mutated the list in place and SQLAlchemy never saw the change. Here the row
+        is locked, edited from its stored value and saved, as accounts.services.user_update does,
+        so two concurrent add_role() calls both land.
         """
-        current = list(getattr(self, field) or [])
+        clean = LIST_CLEANERS[field]
         if self._state.adding:
-            if add and value not in current:
-                current.append(value)
-            elif not add:
-                current = [v for v in current if v != value]
-            setattr(self, field, current)
+            setattr(self, field, clean(edit(list(getattr(self, field) or []))))
             return
-        column = connection.ops.quote_name(self._meta.get_field(field).column)
-        if add:
-            expression = f"CASE WHEN {column} @> %s THEN {column} ELSE {column} || %s END"
-            params: list[Any] = [Jsonb([value]), Jsonb([value])]
-        else:
-            expression = f"{column} - %s"
-            params = [value]
-        now = timezone.now()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE users SET {column} = {expression}, updated_at = %s "  # noqa: S608
-                f"WHERE id = %s RETURNING {column}",
-                [*params, now, self.pk],
-            )
-            row = cursor.fetchone()
-        if row is None:
-            raise User.DoesNotExist(f"user {self.pk} no longer exists")
-        # Django's psycopg setup hands raw cursors jsonb as text.
-        stored = json.loads(row[0]) if isinstance(row[0], str) else row[0]
-        setattr(self, field, stored if isinstance(stored, list) else [])
-        self.updated_at = now
-
-    # --- status ---
+        with transaction.atomic():
+            stored = User.all_objects.select_for_update().only(field).get(pk=self.pk)
+            value = clean(edit(list(getattr(stored, field) or [])))
+            setattr(self, field, value)
+            User.all_objects.filter(pk=self.pk).update(**{field: value, "updated_at": timezone.now()})
 
     def activate(self) -> None:
+        """Set is_active and save (seed helper: no audit row)."""
         self._set_active(True)
 
     def deactivate(self) -> None:
+        """Clear is_active and save (seed helper: no audit row)."""
         self._set_active(False)
 
     def _set_active(self, active: bool) -> None:
@@ -278,20 +280,19 @@ class User(UUIDTimestampedModel, SoftDeleteModel, AbstractBaseUser, PermissionsM
 
     def soft_delete(self) -> None:
         """Soft-delete, deactivate, and revoke every API key of this user, in one transaction.
-
-        Sessions stay, for the record.
-        """
+        Sessions stay, for the record. Seed helper: no audit row (the service writes one)."""
         if self.deleted_at is not None:
             return
         with transaction.atomic():
             APIKey = apps.get_model("apikeys", "APIKey")
-            APIKey.objects.filter(user=self).delete()
+            APIKey.objects.filter(user=self).revoke()
             self.deleted_at = timezone.now()
             self.is_active = False
             self.save(update_fields=["deleted_at", "is_active", "updated_at"])
 
     def restore(self) -> None:
-        """Undo a soft delete and reactivate. Revoked API keys stay revoked."""
+        """Undo a soft delete and reactivate; revoked API keys stay revoked. Seed helper: no audit
+        row (the service writes one)."""
         if self.deleted_at is None:
             return
         self.deleted_at = None

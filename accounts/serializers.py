@@ -4,8 +4,8 @@ from rest_framework import serializers
 
 from accounts.models import MAX_GROUP_LENGTH, User
 from accounts.roles import Role
-from config.fields import StrictBooleanField, StrictCharField, StrictEmailField
-from config.output_serializers import FrozenFieldsModelSerializer
+from config.api.fields import StrictBooleanField, StrictCharField, StrictEmailField
+from config.api.serializers import FrozenFieldsModelSerializer
 
 
 class UserOutputSerializer(FrozenFieldsModelSerializer):

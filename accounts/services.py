@@ -14,11 +14,11 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 
-from accounts.models import User, validate_group, validate_role
+from accounts.models import LIST_CLEANERS, User
 from audit.models import AuditLog
 from audit.services import audit_log_record, diff, snapshot
+from config.db.batches import in_keyset_batches
 from config.errors import InvalidInput, StateConflict
-from config.soft_delete import purge_in_batches
 
 RESOURCE = "user"
 AUDITED_FIELDS = (
@@ -34,16 +34,20 @@ AUDITED_FIELDS = (
 )
 
 
-def _unique_list(values: Iterable[str], check: Any) -> list[str]:
-    cleaned = []
-    for value in values:
-        try:
-            check(value)
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
-        if value not in cleaned:
-            cleaned.append(value)
-    return cleaned
+def _clean_list(field: str, values: Iterable[str]) -> list[str]:
+    try:
+        return LIST_CLEANERS[field](values)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+# --- who may do what to whom: the API, the admin and the commands all meet these here ------
+
+
+def _refuse_self(actor: User | None, user: User, what: str, *, field: str | None = None) -> None:
+    """Nobody deletes or deactivates their own account: it locks them out with no way back."""
+    if actor is not None and actor.pk == user.pk:
+        raise InvalidInput(f"You cannot {what} your own account.", field=field)
 
 
 def _ensure_email_free(email: str, *, exclude: User | None = None) -> None:
@@ -105,8 +109,8 @@ def user_create(
         name=name,
         provider=provider,
         provider_user_id=provider_user_id,
-        roles=_unique_list(roles, validate_role),
-        groups=_unique_list(groups, validate_group),
+        roles=_clean_list("roles", roles),
+        groups=_clean_list("groups", groups),
         is_active=is_active,
         is_staff=is_staff,
         is_superuser=is_superuser,
@@ -130,7 +134,8 @@ def user_create(
 
 @transaction.atomic
 def user_update(*, actor: User | None, user: User, **fields: Any) -> User:
-    """Change any of AUDITED_FIELDS (and ``password``); one audit row with what changed."""
+    """Change any of AUDITED_FIELDS (and ``password``); one audit row with what changed.
+    Nobody deactivates themselves."""
     user = User.all_objects.select_for_update().get(pk=user.pk)
     if user.deleted_at is not None:
         raise StateConflict("The user is deleted; restore it first.")
@@ -139,10 +144,11 @@ def user_update(*, actor: User | None, user: User, **fields: Any) -> User:
     unknown = set(fields) - set(AUDITED_FIELDS)
     if unknown:
         raise InvalidInput(f"Cannot change: {', '.join(sorted(unknown))}.")
-    if "roles" in fields:
-        fields["roles"] = _unique_list(fields["roles"], validate_role)
-    if "groups" in fields:
-        fields["groups"] = _unique_list(fields["groups"], validate_group)
+    for name in LIST_CLEANERS:
+        if name in fields:
+            fields[name] = _clean_list(name, fields[name])
+    if fields.get("is_active") is False:
+        _refuse_self(actor, user, "deactivate", field="is_active")
     if "email" in fields:
         fields["email"] = User.objects.normalize_email(fields["email"].strip())
         if fields["email"].lower() != user.email.lower():
@@ -177,7 +183,9 @@ def user_set_active(*, actor: User | None, user: User, active: bool) -> User:
 
 @transaction.atomic
 def user_soft_delete(*, actor: User | None, user: User) -> User:
-    """Soft-delete, deactivate, revoke the user's keys; sessions stay. One audit row."""
+    """Soft-delete, deactivate, revoke the user's keys; sessions stay. One audit row.
+    Nobody deletes themselves."""
+    _refuse_self(actor, user, "delete")
     user = User.all_objects.select_for_update().get(pk=user.pk)
     if user.deleted_at is not None:
         raise StateConflict("The user is already deleted.")
@@ -311,7 +319,7 @@ def user_purge_deleted(
                 "message": int(sessions["messages"]),
             }
         )
-    return purge_in_batches(
+    return in_keyset_batches(
         lambda after: _user_purge_batch(deleted_before=deleted_before, after=after, batch_size=batch_size),
         batch_size=batch_size,
         progress=progress,

@@ -3,10 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django import forms
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
-from rest_framework import filters, mixins, status, viewsets
+from rest_framework import filters, mixins
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,34 +15,9 @@ from accounts.models import User
 from accounts.roles import Role
 from accounts.serializers import UserCreateSerializer, UserOutputSerializer, UserUpdateSerializer
 from apikeys.permissions import HasScopeForMethod, IsPlatformAdmin
-from audit.context import expect_status
-from config.api import FilterBackend, ListFiltersOnlyMixin
-from config.schema import error_responses
-
-
-class StrictBooleanField(forms.Field):
-    """``true``/``false`` (or ``1``/``0``); empty means absent; anything else is a 400.
-
-    Django's NullBooleanField reads every other value (``?is_active=1``, ``?is_active=yes``) as
-    "no filter" and silently lists everyone.
-    """
-
-    VALUES = {"true": True, "1": True, "false": False, "0": False}
-
-    def to_python(self, value: Any) -> bool | None:
-        if value in (None, ""):
-            return None
-        if isinstance(value, bool):
-            return value
-        parsed = self.VALUES.get(str(value).strip().lower())
-        if parsed is None:
-            raise forms.ValidationError("Must be true or false.", code="invalid")
-        return parsed
-
-
-class StrictBooleanFilter(django_filters.BooleanFilter):
-    field_class = StrictBooleanField
-
+from config.api.filters import FilterBackend, StrictBooleanField, StrictBooleanFilter
+from config.api.schema import error_responses
+from config.api.viewsets import ServiceViewSet
 
 DELETED_HELP = "true: only soft-deleted users; false (default): only live ones"
 
@@ -80,7 +54,7 @@ class UserFilter(django_filters.FilterSet):
         summary="Get a user (admin)", responses={200: UserOutputSerializer, **error_responses(401, 403, 404, 429)}
     ),
 )
-class UserViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewSet):
     """Platform users. Admin only (an admin-scoped key of an admin user), except ``me``."""
 
     queryset = User.objects.none()  # the schema's model; get_queryset() scopes real requests
@@ -115,9 +89,8 @@ class UserViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.RetrieveMo
     def create(self, request: Request) -> Response:
         serializer = UserCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        expect_status(status.HTTP_201_CREATED)
         user = services.user_create(actor=request.user, **serializer.validated_data)
-        return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
+        return self.respond(UserOutputSerializer(user).data)
 
     @extend_schema(
         summary="Change a user (admin)",
@@ -128,23 +101,16 @@ class UserViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.RetrieveMo
         user = self.get_object()
         serializer = UserUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        expect_status(status.HTTP_200_OK)
         user = services.user_update(actor=request.user, user=user, **serializer.validated_data)
-        return Response(UserOutputSerializer(user).data)
+        return self.respond(UserOutputSerializer(user).data)
 
     @extend_schema(
         summary="Soft-delete a user (admin): deactivates them and revokes their keys",
         responses={204: OpenApiResponse(description="Deleted"), **error_responses(400, 401, 403, 404, 409, 429)},
     )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        user = self.get_object()
-        if user.pk == request.user.pk:
-            return Response(
-                {"detail": "You cannot delete your own account.", "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST
-            )
-        expect_status(status.HTTP_204_NO_CONTENT)
-        services.user_soft_delete(actor=request.user, user=user)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        services.user_soft_delete(actor=request.user, user=self.get_object())
+        return self.respond()
 
     @extend_schema(
         summary="Restore a soft-deleted user (admin)",
@@ -153,14 +119,12 @@ class UserViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.RetrieveMo
     )
     @action(detail=True, methods=["post"])
     def restore(self, request: Request, pk: str | None = None) -> Response:
-        user = self.get_object()
-        expect_status(status.HTTP_200_OK)
-        user = services.user_restore(actor=request.user, user=user)
-        return Response(UserOutputSerializer(user).data)
+        user = services.user_restore(actor=request.user, user=self.get_object())
+        return self.respond(UserOutputSerializer(user).data)
 
     @extend_schema(
         summary="The caller's own user", responses={200: UserOutputSerializer, **error_responses(401, 403, 429)}
     )
     @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
     def me(self, request: Request) -> Response:
-        return Response(UserOutputSerializer(request.user).data)
+        return self.respond(UserOutputSerializer(request.user).data)

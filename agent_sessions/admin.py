@@ -26,10 +26,11 @@ from django.utils.safestring import SafeString
 
 from agent_sessions import services
 from agent_sessions.models import Message, Session
-from config.admin_display import pretty_json
-from config.admin_filters import DistinctValuesFilter, SoftDeleteFilter
-from config.admin_pagination import EstimatedCountPaginator
-from config.admin_services import ServiceAdminMixin, adopt, run_for_each
+from agent_sessions.queries import agent_ids
+from config.admin.display import pretty_json
+from config.admin.filters import DistinctValuesFilter, SoftDeleteFilter
+from config.admin.pagination import EstimatedCountPaginator
+from config.admin.services import ServiceAdminMixin, adopt, run_for_each
 
 MESSAGES_PER_PAGE = 50
 PREVIEW_CHARS = 2_000
@@ -39,6 +40,9 @@ MESSAGES_PAGE_PARAM = "messages_page"
 class AgentFilter(DistinctValuesFilter):
     title = "agent"
     parameter_name = "agent_id"
+
+    def values(self, limit: int) -> list[str]:
+        return agent_ids(limit=limit)
 
 
 @admin.register(Session)

@@ -1,3 +1,5 @@
+"""Agent conversation sessions and their messages (one row per message)."""
+
 from __future__ import annotations
 
 import functools
@@ -5,14 +7,17 @@ import uuid
 from typing import Any, Self
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
-from config.errors import StateConflict
-from config.models import UUIDTimestampedModel
-from config.precompiled import RowLoader, fetch_row
-from config.soft_delete import SoftDeleteManager, SoftDeleteModel, SoftDeleteQuerySet
+from config.db.expressions import jsonb_merge
+from config.db.models import UUIDTimestampedModel
+from config.db.raw_select import ModelColumns, where_sql
+from config.db.soft_delete import LIVE, SoftDeleteManager, SoftDeleteModel, SoftDeleteQuerySet
+from config.errors import InvalidInput, StateConflict
 
 
 class SessionNotActive(StateConflict):
@@ -25,52 +30,42 @@ class MessageLimitReached(StateConflict):
     code = "message_limit_reached"
 
 
+class Status(models.TextChoices):
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Role(models.TextChoices):
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+    SYSTEM = "system", "System"
+    TOOL = "tool", "Tool"
+
+
+# The one definition of an active session in the database: active status, live, not past
+# expires_at (by the database's clock). SessionQuerySet.active() and the append statement
+# both use it; Session.is_active is the same rule on one row (tests hold them together).
+ACTIVE = Q(status=Status.ACTIVE) & LIVE & (Q(expires_at__isnull=True) | Q(expires_at__gt=Now()))
+
+
 class SessionQuerySet(SoftDeleteQuerySet):
     def for_user(self, user: models.Model) -> Self:
         return self.filter(user=user)
 
     def active(self) -> Self:
-        now = timezone.now()
-        return self.filter(
-            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
-            status=Session.Status.ACTIVE,
-            deleted_at__isnull=True,
-        )
+        return self.filter(ACTIVE)
 
 
-class SessionManager(SoftDeleteManager.from_queryset(SessionQuerySet)):
-    def get_live(self, pk: uuid.UUID, *, owner_id: uuid.UUID | None = None) -> Session | None:
-        """A live (not soft-deleted) session by id; with ``owner_id``, only if that user owns it.
-
-        The lookup behind every detail route, compiled once (config.precompiled): the same
-        statement as ``Session.objects.filter(user_id=owner_id).filter(pk=pk).first()``.
-        """
-        any_owner, one_owner, loader = _live_session_queries()
-        if owner_id is None:
-            row = fetch_row(any_owner, [pk], [loader])
-        else:
-            row = fetch_row(one_owner, [pk, owner_id], [loader])
-        return row[0] if row else None
-
-
-@functools.cache
-def _live_session_queries() -> tuple[str, str, RowLoader]:
-    s = RowLoader(Session, "s")
-    any_owner = (
-        f"SELECT {', '.join(s.columns)} FROM {s.table} "  # noqa: S608 (identifiers from model metadata)
-        f"WHERE {s.column('id')} = %s AND {s.column('deleted_at')} IS NULL"
-    )
-    return any_owner, f"{any_owner} AND {s.column('user')} = %s", s
+class SessionManager(SoftDeleteManager.from_queryset(SessionQuerySet)):  # type: ignore[misc]
+    """Live sessions (``Session.all_objects`` has the soft-deleted ones too)."""
 
 
 class Session(UUIDTimestampedModel, SoftDeleteModel):
     """An agent conversation session. Its messages are rows of Message, not a JSON array."""
 
-    class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        COMPLETED = "completed", "Completed"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    Status = Status
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -95,10 +90,7 @@ class Session(UUIDTimestampedModel, SoftDeleteModel):
         db_table = "sessions"
         ordering = ["-last_activity_at"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(status__in=["active", "completed", "failed", "cancelled"]),
-                name="sessions_status_valid",
-            ),
+            models.CheckConstraint(condition=Q(status__in=Status.values), name="sessions_status_valid"),
         ]
         indexes = [
             # Seed ix_sessions_user_id: a user's sessions (isolation filter, cascade).
@@ -136,8 +128,10 @@ class Session(UUIDTimestampedModel, SoftDeleteModel):
 
     @property
     def is_active(self) -> bool:
-        """Active status, not deleted, and not past expires_at (the original ignored expiry)."""
-        return self.status == self.Status.ACTIVE and self.deleted_at is None and not self.is_expired
+        """ACTIVE on this row: active status, not deleted, not past expires_at (the original
+        ignored expiry). The seed's name; it means "usable right now" as on every model here (see
+        User.is_active): the session takes messages and status changes."""
+        return self.status == Status.ACTIVE and self.deleted_at is None and not self.is_expired
 
     def ensure_active(self) -> None:
         if self.deleted_at is not None:
@@ -147,84 +141,126 @@ class Session(UUIDTimestampedModel, SoftDeleteModel):
         if self.is_expired:
             raise SessionNotActive("the session has expired")
 
-    # --- messages ---
+    # --- the seed's helpers ---------------------------------------------------------------------
+    # They change one session and persist at once, but write no audit row: the API, the admin and
+    # the commands go through agent_sessions.services, which do (appends are never audited: the
+    # messages table is their record). Their rules are the services' rules.
 
     def add_message(self, role: str, content: str, **kwargs: Any) -> Message:
-        """Append a message atomically (next sequence, counters, activity in one transaction).
-
-        ``kwargs``: ``tool_calls``, ``metadata``, ``token_count``. Safe under concurrent callers.
-        """
-        from agent_sessions.services import session_append_message
-
-        message = session_append_message(session_id=self.pk, role=role, content=content, **kwargs)
+        """Append a message (``kwargs``: ``tool_calls``, ``metadata``, ``token_count``), as
+        ``Message.objects.append`` does for the API; then refresh this session's counters."""
+        message = Message.objects.append(session_id=self.pk, role=role, content=content, **kwargs)
         self.refresh_from_db(fields=["total_messages", "total_tokens", "last_activity_at", "updated_at"])
         return message
 
-    # --- context and metadata (merges persist) ---
-
     def update_context(self, **values: Any) -> None:
+        """Merge keys into ``context`` and save (seed helper: no audit row)."""
         self._merge_json("context", values)
 
     def update_metadata(self, **values: Any) -> None:
+        """Merge keys into ``metadata`` and save (seed helper: no audit row)."""
         self._merge_json("metadata", values)
 
     def _merge_json(self, field: str, values: dict[str, Any]) -> None:
-        """Merge keys into a JSON object column with one UPDATE (`||`), so merges don't race."""
-        current = dict(getattr(self, field) or {})
-        current.update(values)
-        setattr(self, field, current)
         if self._state.adding:
+            setattr(self, field, {**(getattr(self, field) or {}), **values})
             return
-        from django.db.models import F, Func, JSONField, Value
-
-        now = timezone.now()
         Session.all_objects.filter(pk=self.pk).update(
-            **{
-                field: Func(
-                    F(field),
-                    Value(values, output_field=JSONField()),
-                    template="%(expressions)s",
-                    arg_joiner=" || ",
-                    output_field=JSONField(),
-                )
-            },
-            updated_at=now,
+            **{field: jsonb_merge(field, values), "updated_at": timezone.now()}
         )
-        self.refresh_from_db(fields=[field])
-        self.updated_at = now
-
-    # --- lifecycle ---
+        self.refresh_from_db(fields=[field, "updated_at"])
 
     def mark_completed(self, **metadata: Any) -> None:
-        self._change_status(self.Status.COMPLETED, metadata)
+        """Complete an active session (seed helper: no audit row; services.session_complete has one)."""
+        self._change_status(Status.COMPLETED, metadata)
 
     def mark_failed(self, error: str | None = None) -> None:
-        self._change_status(self.Status.FAILED, {"error": error} if error else {})
+        """Fail an active session, keeping ``error`` in metadata (seed helper: no audit row)."""
+        self._change_status(Status.FAILED, {"error": error} if error else {})
 
     def mark_cancelled(self, reason: str | None = None) -> None:
-        self._change_status(self.Status.CANCELLED, {"cancellation_reason": reason} if reason else {})
+        """Cancel an active session, keeping the reason in metadata (seed helper: no audit row)."""
+        self._change_status(Status.CANCELLED, {"cancellation_reason": reason} if reason else {})
 
     def _change_status(self, status: str, metadata: dict[str, Any]) -> None:
         """Move an active session to a final status; the row lock makes a race end one way."""
         with transaction.atomic():
-            locked = Session.all_objects.select_for_update().get(pk=self.pk)
-            locked.ensure_active()
-            locked.status = status
-            locked.metadata = {**(locked.metadata or {}), **metadata}
-            locked.last_activity_at = timezone.now()
-            locked.save(update_fields=["status", "metadata", "last_activity_at", "updated_at"])
-        for name in ("status", "metadata", "last_activity_at", "updated_at"):
-            setattr(self, name, getattr(locked, name))
+            Session.all_objects.select_for_update().only("status", "deleted_at", "expires_at").get(
+                pk=self.pk
+            ).ensure_active()
+            now = timezone.now()
+            Session.all_objects.filter(pk=self.pk).update(
+                status=status, metadata=jsonb_merge("metadata", metadata), last_activity_at=now, updated_at=now
+            )
+        self.refresh_from_db(fields=["status", "metadata", "last_activity_at", "updated_at"])
+
+
+class MessageManager(models.Manager["Message"]):
+    def append(
+        self,
+        *,
+        session_id: uuid.UUID,
+        role: str,
+        content: str,
+        owner_id: uuid.UUID | None = None,
+        tool_calls: Any = None,
+        metadata: dict[str, Any] | None = None,
+        token_count: int = 0,
+    ) -> Message:
+        """Append a message to an active session: allocate the next sequence, bump the counters,
+        insert the row, in one statement. Unaudited, like every append (the table is the record).
+
+        The UPDATE takes the session row's lock, so concurrent appends to one session queue up and
+        each gets the next sequence; a failure after allocation undoes the counter with the
+        statement, leaving no gap. Appends to different sessions never wait for each other.
+        ``owner_id`` restricts the append to that owner's sessions (API isolation). Refusals
+        (unknown, not active, full) raise Session.DoesNotExist, SessionNotActive or
+        MessageLimitReached; they cost one more query, on the failure path only.
+        """
+        if role not in Role.values:
+            raise InvalidInput(f"Unknown role {role!r}.", field="role")
+        if token_count < 0:
+            raise InvalidInput("token_count cannot be negative.", field="token_count")
+        limit = settings.SESSION_MAX_MESSAGES
+        message = Message(
+            session_id=session_id,
+            role=role,
+            content=content,
+            tool_calls=tool_calls,
+            metadata=metadata or {},
+            token_count=token_count,
+            created_at=timezone.now(),
+        )
+        using = router.db_for_write(Message)
+        sql, active_params = _append_statement(owned=owner_id is not None)
+        now = message.created_at
+        params: list[Any] = [token_count, now, now, session_id, *active_params, limit]
+        if owner_id is not None:
+            params.append(owner_id)
+        params += [
+            message.id,
+            role,
+            content,
+            Jsonb(tool_calls) if tool_calls is not None else None,
+            Jsonb(message.metadata),
+            token_count,
+            now,
+        ]
+        with connections[using].cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            raise _refusal(session_id, owner_id, limit)
+        message.sequence = row[0]
+        message._state.adding = False
+        message._state.db = using
+        return message
 
 
 class Message(models.Model):
     """One message of a session; `sequence` runs 1..n per session with no gaps."""
 
-    class Role(models.TextChoices):
-        USER = "user", "User"
-        ASSISTANT = "assistant", "Assistant"
-        SYSTEM = "system", "System"
-        TOOL = "tool", "Tool"
+    Role = Role
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages", db_index=False)
@@ -236,18 +272,75 @@ class Message(models.Model):
     token_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = MessageManager()
+
     class Meta:
         db_table = "session_messages"
         ordering = ["session", "sequence"]
         constraints = [
             # Also the index every message read uses: (session_id, sequence) keyset pages.
             models.UniqueConstraint(fields=["session", "sequence"], name="messages_session_seq_uniq"),
-            models.CheckConstraint(
-                condition=Q(role__in=["user", "assistant", "system", "tool"]),
-                name="messages_role_valid",
-            ),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="messages_role_valid"),
             models.CheckConstraint(condition=Q(sequence__gte=1), name="messages_sequence_positive"),
         ]
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.role}"
+
+
+@functools.cache
+def _append_statement(*, owned: bool) -> tuple[str, tuple[Any, ...]]:
+    """The append: one statement, so one round trip and its own transaction even in autocommit
+    mode. The UPDATE allocates the next sequence (and holds the session row's lock until the
+    statement commits), the INSERT uses it; if the INSERT fails, the UPDATE is undone with it.
+
+    Identifiers come from the models, the active rule is ACTIVE as the ORM compiles it, every
+    value is a parameter. Built once per process; returns the SQL and ACTIVE's own parameters.
+    The ORM twin (filter ACTIVE, update the counters, create the Message) is held against it in
+    tests/agent_sessions/test_queries.py.
+    """
+    quote = connections[router.db_for_write(Message)].ops.quote_name
+    s, m = ModelColumns(Session), ModelColumns(Message)
+    active, active_params = where_sql(Session, ACTIVE)
+
+    def col(model: type[models.Model], name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    inserted = ["id", "session", "sequence", "role", "content", "tool_calls", "metadata", "token_count", "created_at"]
+    owner_clause = f"AND {s.column('user')} = %s" if owned else ""
+    sql = f"""
+WITH slot AS (
+    UPDATE {s.table}
+       SET {col(Session, "total_messages")} = {col(Session, "total_messages")} + 1,
+           {col(Session, "total_tokens")} = {col(Session, "total_tokens")} + %s,
+           {col(Session, "last_activity_at")} = %s,
+           {col(Session, "updated_at")} = %s
+     WHERE {s.column("id")} = %s
+       AND {active}
+       AND {s.column("total_messages")} < %s
+       {owner_clause}
+    RETURNING {s.column("id")}, {s.column("total_messages")}
+)
+INSERT INTO {m.table} ({", ".join(col(Message, name) for name in inserted)})
+SELECT %s, slot.{col(Session, "id")}, slot.{col(Session, "total_messages")}, %s, %s, %s, %s, %s, %s
+  FROM slot
+RETURNING {col(Message, "sequence")}
+"""  # noqa: S608 (identifiers from model metadata; every value a parameter)
+    return sql, tuple(active_params)
+
+
+def _refusal(session_id: uuid.UUID, owner_id: uuid.UUID | None, limit: int) -> Exception:
+    """Why the allocating UPDATE matched nothing (only computed on the failure path)."""
+    found = Session.objects.filter(pk=session_id)
+    if owner_id is not None:
+        found = found.filter(user_id=owner_id)
+    session = found.only("status", "expires_at", "total_messages", "deleted_at").first()
+    if session is None:
+        return Session.DoesNotExist("No session matches the given query.")
+    try:
+        session.ensure_active()
+    except SessionNotActive as exc:
+        return exc
+    if session.total_messages >= limit:
+        return MessageLimitReached(f"The session holds the maximum of {limit} messages (SESSION_MAX_MESSAGES).")
+    return SessionNotActive("The session cannot take messages right now.")

@@ -4,8 +4,8 @@ from django.conf import settings
 from rest_framework import serializers
 
 from agent_sessions.models import Message, Session
-from config.fields import JSONObjectField, StrictCharField, StrictIntegerField, StrictUUIDField
-from config.output_serializers import FrozenFieldsModelSerializer
+from config.api.fields import JSONObjectField, StrictCharField, StrictIntegerField, StrictUUIDField
+from config.api.serializers import FrozenFieldsModelSerializer
 
 
 class SessionOutputSerializer(FrozenFieldsModelSerializer):

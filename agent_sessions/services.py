@@ -14,19 +14,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Avg, Count, F, Func, JSONField, Q, QuerySet, Sum, Value
+from django.db import transaction
+from django.db.models import Avg, Count, Q, QuerySet, Sum
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 
 from accounts.models import User
-from agent_sessions.models import Message, MessageLimitReached, Session, SessionNotActive
+from agent_sessions.models import Message, Session
 from audit.models import AuditLog
 from audit.services import audit_log_purged, audit_log_record, diff
+from config.db.batches import in_keyset_batches
+from config.db.expressions import jsonb_merge
 from config.errors import InvalidInput
-from config.soft_delete import purge_in_batches
 
 RESOURCE = "session"
+_ABSENT = object()
 
 
 @transaction.atomic
@@ -72,22 +73,28 @@ def session_update(
     context: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Session:
-    """Change the title; merge keys into context and metadata (not replace)."""
+    """Change the title; merge keys into context and metadata (not replace). One audit row with
+    what changed; nothing written when nothing would change."""
     session = Session.objects.select_for_update().get(pk=session.pk)
     before = {"title": session.title, "context": dict(session.context), "metadata": dict(session.metadata)}
-    if title is not None:
-        session.title = title
-    if context:
-        session.context = {**session.context, **context}
-    if metadata:
-        session.metadata = {**session.metadata, **metadata}
+    changes: dict[str, Any] = {}
+    if title is not None and title != session.title:
+        changes["title"] = title
+    for field, values in (("context", context), ("metadata", metadata)):
+        if values and any(before[field].get(key, _ABSENT) != value for key, value in values.items()):
+            changes[field] = jsonb_merge(field, values)
+    if not changes:
+        return session
+    Session.objects.filter(pk=session.pk).update(**changes, updated_at=timezone.now())
+    session.refresh_from_db(fields=["title", "context", "metadata", "updated_at"])
     after = {"title": session.title, "context": session.context, "metadata": session.metadata}
-    changes = diff(before, after)
-    if changes:
-        session.save(update_fields=["title", "context", "metadata", "updated_at"])
-        audit_log_record(
-            action=AuditLog.Action.UPDATE, resource_type=RESOURCE, resource_id=session.pk, actor=actor, changes=changes
-        )
+    audit_log_record(
+        action=AuditLog.Action.UPDATE,
+        resource_type=RESOURCE,
+        resource_id=session.pk,
+        actor=actor,
+        changes=diff(before, after),
+    )
     return session
 
 
@@ -161,48 +168,6 @@ def session_transfer(*, actor: User | None, session: Session, new_owner: User) -
 
 # --- messages ---------------------------------------------------------------------------------
 
-# One statement, so one round trip and its own transaction even in autocommit mode: the UPDATE
-# allocates the next sequence (and holds the session row's lock until the statement commits),
-# the INSERT uses it. If the INSERT fails, the UPDATE is undone with it: no gap.
-_APPEND_SQL = """
-WITH slot AS (
-    UPDATE sessions
-       SET total_messages = total_messages + 1,
-           total_tokens = total_tokens + %(tokens)s,
-           last_activity_at = %(now)s,
-           updated_at = %(now)s
-     WHERE id = %(session_id)s
-       AND deleted_at IS NULL
-       AND status = 'active'
-       AND (expires_at IS NULL OR expires_at > %(now)s)
-       AND total_messages < %(limit)s
-       {owner_clause}
-    RETURNING id, total_messages
-)
-INSERT INTO session_messages (id, session_id, sequence, role, content, tool_calls, metadata, token_count, created_at)
-SELECT %(id)s, slot.id, slot.total_messages, %(role)s, %(content)s, %(tool_calls)s, %(metadata)s, %(tokens)s, %(now)s
-  FROM slot
-RETURNING sequence
-"""
-
-
-def _refusal(session_id: uuid.UUID, owner_id: uuid.UUID | None, limit: int) -> Exception:
-    """Why the allocating UPDATE matched nothing (only computed on the failure path)."""
-    found = Session.objects.filter(pk=session_id)
-    if owner_id is not None:
-        found = found.filter(user_id=owner_id)
-    session = found.only("status", "expires_at", "total_messages", "deleted_at").first()
-    if session is None:
-        return Session.DoesNotExist("No session matches the given query.")
-    if session.status != Session.Status.ACTIVE or session.is_expired:
-        try:
-            session.ensure_active()
-        except SessionNotActive as exc:
-            return exc
-    if session.total_messages >= limit:
-        return MessageLimitReached(f"The session holds the maximum of {limit} messages (SESSION_MAX_MESSAGES).")
-    return SessionNotActive("The session cannot take messages right now.")
-
 
 def session_append_message(
     *,
@@ -214,52 +179,18 @@ def session_append_message(
     metadata: dict[str, Any] | None = None,
     token_count: int = 0,
 ) -> Message:
-    """Append a message: allocate the next sequence, bump the counters, insert the row, in one
-    statement (UPDATE ... RETURNING feeding an INSERT).
-
-    The UPDATE takes the session row's lock, so concurrent appends to one session queue up and
-    each gets the next sequence; a failure after allocation undoes the counter with the
-    statement, leaving no gap. Appends to different sessions never wait for each other.
-    ``owner_id`` restricts the append to that owner's sessions (API isolation).
-    """
-    if role not in Message.Role.values:
-        raise InvalidInput(f"Unknown role {role!r}.", field="role")
-    if token_count < 0:
-        raise InvalidInput("token_count cannot be negative.", field="token_count")
-    limit = settings.SESSION_MAX_MESSAGES
-    message = Message(
+    """Append a message to an active session (``Message.objects.append``: one statement that
+    allocates the next sequence, bumps the counters and inserts). Not audited: the messages
+    table is the record. ``owner_id`` restricts it to that owner's sessions (API isolation)."""
+    return Message.objects.append(
         session_id=session_id,
         role=role,
         content=content,
+        owner_id=owner_id,
         tool_calls=tool_calls,
-        metadata=metadata or {},
+        metadata=metadata,
         token_count=token_count,
-        created_at=timezone.now(),
     )
-    sql = _APPEND_SQL.format(owner_clause="AND user_id = %(owner_id)s" if owner_id is not None else "")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            {
-                "id": message.id,
-                "session_id": session_id,
-                "owner_id": owner_id,
-                "limit": limit,
-                "now": message.created_at,
-                "role": role,
-                "content": content,
-                "tool_calls": Jsonb(tool_calls) if tool_calls is not None else None,
-                "metadata": Jsonb(message.metadata),
-                "tokens": token_count,
-            },
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise _refusal(session_id, owner_id, limit)
-    message.sequence = row[0]
-    message._state.adding = False
-    message._state.db = connection.alias
-    return message
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -307,7 +238,7 @@ def _due_for_expiry(*, now: datetime, idle_before: datetime) -> QuerySet[Session
 @transaction.atomic
 def _session_expire_batch(
     *, due: QuerySet[Session], after: uuid.UUID | None, batch_size: int, now: datetime
-) -> list[uuid.UUID]:
+) -> tuple[list[uuid.UUID], Counter[str]]:
     """Close one batch; return the ids seen (the keyset cursor), all of which were closed.
 
     FOR UPDATE re-evaluates the filter once a row is locked, so a session that another run
@@ -320,13 +251,12 @@ def _session_expire_batch(
         candidates = candidates.filter(pk__gt=after)
     rows = list(candidates.select_for_update(skip_locked=True).values_list("pk", "expires_at")[:batch_size])
     if not rows:
-        return []
+        return [], Counter()
     ids = [pk for pk, _ in rows]
-    reason = Value({"completion_reason": EXPIRY_REASON}, output_field=JSONField())
     # last_activity_at is left as it was: expiry is not activity, and it dates the idleness.
     Session.all_objects.filter(pk__in=ids).update(
         status=Session.Status.COMPLETED,
-        metadata=Func(F("metadata"), reason, template="%(expressions)s", arg_joiner=" || ", output_field=JSONField()),
+        metadata=jsonb_merge("metadata", {"completion_reason": EXPIRY_REASON}),
         updated_at=timezone.now(),
     )
     for pk, expires_at in rows:
@@ -341,7 +271,7 @@ def _session_expire_batch(
                 "rule": "expires_at" if expires_at is not None and expires_at <= now else "idle",
             },
         )
-    return ids
+    return ids, Counter({"session": len(ids)})
 
 
 def session_expire_due(
@@ -365,16 +295,12 @@ def session_expire_due(
     due = _due_for_expiry(now=now, idle_before=now - timedelta(hours=hours))
     if dry_run:
         return due.count()
-    closed = 0
-    after: uuid.UUID | None = None
-    while True:
-        ids = _session_expire_batch(due=due, after=after, batch_size=batch_size, now=now)
-        closed += len(ids)
-        if ids and progress is not None:
-            progress(closed)
-        if len(ids) < batch_size:
-            return closed
-        after = ids[-1]
+    total = in_keyset_batches(
+        lambda after: _session_expire_batch(due=due, after=after, batch_size=batch_size, now=now),
+        batch_size=batch_size,
+        progress=None if progress is None else lambda running: progress(running["session"]),
+    )
+    return total["session"]
 
 
 def _purge_candidates(*, deleted_before: datetime, exclude_deleted_owners: bool) -> QuerySet[Session]:
@@ -422,7 +348,7 @@ def session_purge_deleted(
         candidates = _purge_candidates(deleted_before=deleted_before, exclude_deleted_owners=True)
         row = candidates.aggregate(sessions=Count("pk"), messages=Sum("total_messages", default=0))
         return Counter({"session": row["sessions"], "message": int(row["messages"])})
-    return purge_in_batches(
+    return in_keyset_batches(
         lambda after: _session_purge_batch(deleted_before=deleted_before, after=after, batch_size=batch_size),
         batch_size=batch_size,
         progress=progress,

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import filters, generics, mixins, status, viewsets
+from rest_framework import filters, mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from accounts.models import User
 from agent_sessions import services
 from agent_sessions.models import Message, Session
-from agent_sessions.queries import MessagePage
+from agent_sessions.queries import MessagePage, live_session
 from agent_sessions.serializers import (
     MessageCreateSerializer,
     MessageOutputSerializer,
@@ -31,10 +31,10 @@ from agent_sessions.serializers import (
     SessionUpdateSerializer,
 )
 from apikeys.permissions import IsPlatformAdmin, is_admin_request
-from audit.context import expect_status
-from config.api import FilterBackend, ListFiltersOnlyMixin
-from config.pagination import ValidatedCursorPagination
-from config.schema import error_responses
+from config.api.filters import FilterBackend
+from config.api.pagination import ValidatedCursorPagination
+from config.api.schema import error_responses
+from config.api.viewsets import ServiceAPIView, ServiceViewSet
 
 
 class SessionFilter(django_filters.FilterSet):
@@ -90,7 +90,7 @@ def _owned_sessions(request: Request) -> QuerySet[Session]:
         summary="Get a session", responses={200: SessionOutputSerializer, **error_responses(401, 403, 404, 429)}
     ),
 )
-class SessionViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewSet):
     """Agent conversation sessions. A non-admin sees only their own; others' ids answer 404."""
 
     queryset = Session.objects.none()  # the schema's model; get_queryset() scopes real requests
@@ -112,7 +112,7 @@ class SessionViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.Retriev
         except ValueError:
             raise Http404 from None
         owner_id = None if is_admin_request(self.request) else self.request.user.pk
-        session = Session.objects.get_live(pk, owner_id=owner_id)
+        session = live_session(pk, owner_id=owner_id)
         if session is None:
             raise Http404
         self.check_object_permissions(self.request, session)
@@ -131,9 +131,8 @@ class SessionViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.Retriev
     def create(self, request: Request) -> Response:
         serializer = SessionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        expect_status(status.HTTP_201_CREATED)
         session = services.session_create(actor=request.user, owner=request.user, **serializer.validated_data)
-        return Response(SessionOutputSerializer(session).data, status=status.HTTP_201_CREATED)
+        return self.respond(SessionOutputSerializer(session).data)
 
     @extend_schema(
         summary="Change the title; merge keys into context and metadata",
@@ -144,27 +143,23 @@ class SessionViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.Retriev
         session = self.get_object()
         serializer = SessionUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        expect_status(status.HTTP_200_OK)
         session = services.session_update(actor=request.user, session=session, **serializer.validated_data)
-        return Response(SessionOutputSerializer(session).data)
+        return self.respond(SessionOutputSerializer(session).data)
 
     @extend_schema(
         summary="Soft-delete a session",
         responses={204: OpenApiResponse(description="Deleted"), **error_responses(401, 403, 404, 429)},
     )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        session = self.get_object()
-        expect_status(status.HTTP_204_NO_CONTENT)
-        services.session_soft_delete(actor=request.user, session=session)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        services.session_soft_delete(actor=request.user, session=self.get_object())
+        return self.respond()
 
     def _lifecycle(self, request: Request, serializer_class: type, run: Any) -> Response:
         session = self.get_object()
         serializer = serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
-        expect_status(status.HTTP_200_OK)
         session = run(session, serializer.validated_data)
-        return Response(SessionOutputSerializer(session).data)
+        return self.respond(SessionOutputSerializer(session).data)
 
     @extend_schema(
         summary="Mark an active session completed",
@@ -216,9 +211,8 @@ class SessionViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.Retriev
         serializer = SessionTransferSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         new_owner = get_object_or_404(User.objects.all(), pk=serializer.validated_data["user"])
-        expect_status(status.HTTP_200_OK)
         session = services.session_transfer(actor=request.user, session=session, new_owner=new_owner)
-        return Response(SessionOutputSerializer(session).data)
+        return self.respond(SessionOutputSerializer(session).data)
 
     @extend_schema(
         summary="Session statistics for the caller (admins may pass user)",
@@ -239,7 +233,7 @@ class SessionViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.Retriev
                     raise Http404
                 user = get_object_or_404(User.all_objects.all(), pk=requested_id)
         stats = services.session_stats(user=user)
-        return Response(SessionStatsSerializer(stats).data)
+        return self.respond(SessionStatsSerializer(stats).data)
 
 
 class MessagePagination(ValidatedCursorPagination):
@@ -259,7 +253,7 @@ class MessagePagination(ValidatedCursorPagination):
         responses={201: MessageOutputSerializer, **error_responses(400, 401, 403, 404, 409, 415, 429)},
     ),
 )
-class SessionMessagesView(generics.GenericAPIView):
+class SessionMessagesView(ServiceAPIView):
     """A session's messages. Listing costs one query (ownership is part of it) whatever the depth;
     appending costs two (allocate the sequence with UPDATE ... RETURNING, insert)."""
 
@@ -285,4 +279,4 @@ class SessionMessagesView(generics.GenericAPIView):
             )
         except Session.DoesNotExist:
             raise Http404 from None
-        return Response(MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
+        return self.respond(MessageOutputSerializer(message).data)

@@ -7,22 +7,19 @@ worker is seen by every worker on the very next request.
 
 from __future__ import annotations
 
-import functools
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
-from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from accounts.models import User
 from apikeys import keys
 from apikeys.models import APIKey
+from apikeys.queries import key_with_owner
 from apikeys.throttling import AuthFailureThrottle
 from audit.models import AuditLog
 from audit.services import audit_log_record
-from config.precompiled import RowLoader, fetch_row
 
 logger = logging.getLogger(__name__)
 
@@ -43,29 +40,6 @@ def extract_raw_key(request: Request) -> str | None:
     return None
 
 
-@functools.cache
-def _key_and_owner_query() -> tuple[str, RowLoader, RowLoader]:
-    """``APIKey.all_objects.select_related("user").get(key_hash=...)``, compiled once (config.precompiled)."""
-    key, owner = RowLoader(APIKey, "k"), RowLoader(User, "u")
-    sql = (
-        f"SELECT {', '.join(key.columns + owner.columns)} "  # noqa: S608 (identifiers from model metadata)
-        f"FROM {key.table} JOIN {owner.table} ON {owner.column('id')} = {key.column('user')} "
-        f"WHERE {key.column('key_hash')} = %s"
-    )
-    return sql, key, owner
-
-
-def fetch_key_with_owner(key_hash: str) -> APIKey | None:
-    """The key with this hash (revoked ones too) and its owner, in one indexed query."""
-    sql, key_loader, owner_loader = _key_and_owner_query()
-    row = fetch_row(sql, [key_hash], [key_loader, owner_loader])
-    if row is None:
-        return None
-    key, owner = row
-    APIKey.user.field.set_cached_value(key, owner)
-    return key
-
-
 class APIKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Any, APIKey] | None:
         raw = extract_raw_key(request)
@@ -74,23 +48,23 @@ class APIKeyAuthentication(BaseAuthentication):
         if not keys.is_well_formed(raw):
             # Checked without touching the database: wrong shape or bad checksum.
             self._fail(request, "Malformed API key.", reason="malformed")
-        key = fetch_key_with_owner(keys.hash_key(raw))
-        now = timezone.now()
+        key = key_with_owner(keys.hash_key(raw))
         if key is None:
             self._fail(request, "Invalid API key.", reason="unknown")
-        elif key.deleted_at is not None:
+        state = key.state
+        if state == APIKey.State.REVOKED:
             self._fail(request, "API key has been revoked.", reason="revoked", key=key)
-        elif key.expires_at is not None and key.expires_at <= now:
+        elif state == APIKey.State.EXPIRED:
             self._fail(request, "API key has expired.", reason="expired", key=key)
         elif key.user.deleted_at is not None or not key.user.is_active:
             self._fail(request, "The key's owner is inactive.", reason="owner_inactive", key=key)
-        key.update_last_used(now=now)
+        key.update_last_used()
         return key.user, key
 
     def authenticate_header(self, request: Request) -> str:
         return AUTH_HEADER_VALUE
 
-    def _fail(self, request: Request, message: str, *, reason: str, key: APIKey | None = None) -> None:
+    def _fail(self, request: Request, message: str, *, reason: str, key: APIKey | None = None) -> NoReturn:
         if reason != "malformed":
             # A malformed key cost nothing (no query); a well-formed one cost a lookup, so those
             # are counted per client address, and each writes a row: someone holds a key-shaped

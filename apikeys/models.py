@@ -1,3 +1,5 @@
+"""API keys: what they are (``apikeys.keys`` says what they look like), their states, their owner."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -7,43 +9,79 @@ from typing import Self
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from apikeys import keys
-from config.models import UUIDTimestampedModel
-from config.soft_delete import SoftDeleteManager, SoftDeleteModel, SoftDeleteQuerySet
+from config.db.models import UUIDTimestampedModel
+from config.db.soft_delete import LIVE, SoftDeleteManager, SoftDeleteModel, SoftDeleteQuerySet
 
 # last_used_at is written at most this often per key, so a steady stream of requests does not
 # turn every read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+class Scope(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+    ADMIN = "admin", "Admin"
+
+
+class Tier(models.TextChoices):
+    FREE = "free", "Free"
+    PRO = "pro", "Pro"
+    ENTERPRISE = "enterprise", "Enterprise"
+
+
+class State(models.TextChoices):
+    """A key is revoked (soft-deleted), else expired (past expires_at), else active."""
+
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+
+
+# The one definition of each state in the database; APIKey.state is the same rule on one row
+# (tests/apikeys/test_api_key_model.py holds the two against each other).
+STATE_CONDITIONS: dict[str, Q] = {
+    State.ACTIVE: LIVE & (Q(expires_at__isnull=True) | Q(expires_at__gt=Now())),
+    State.EXPIRED: LIVE & Q(expires_at__lte=Now()),
+    State.REVOKED: ~LIVE,
+}
+
+
 class APIKeyQuerySet(SoftDeleteQuerySet):
+    def in_state(self, state: str) -> Self:
+        return self.filter(STATE_CONDITIONS[state])
+
     def usable(self) -> Self:
-        """Live, unexpired keys of live, active owners."""
-        now = timezone.now()
-        return self.filter(
-            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
-            deleted_at__isnull=True,
-            user__is_active=True,
-            user__deleted_at__isnull=True,
-        )
+        """Active keys of live, active owners: the keys that authenticate."""
+        return self.in_state(State.ACTIVE).filter(user__is_active=True, user__deleted_at__isnull=True)
 
     def for_user(self, user: models.Model) -> Self:
         return self.filter(user=user)
 
+    def revoke(self) -> int:
+        """Revoke (soft-delete) these keys in one UPDATE; return how many. No audit row: the API
+        and admin go through apikeys.services.api_key_revoke, which writes one."""
+        return self.soft_delete()
 
-class APIKeyManager(SoftDeleteManager.from_queryset(APIKeyQuerySet)):
+    revoke.alters_data = True  # type: ignore[attr-defined]
+    revoke.queryset_only = True  # type: ignore[attr-defined]
+
+
+class APIKeyManager(SoftDeleteManager.from_queryset(APIKeyQuerySet)):  # type: ignore[misc]
     def create_key(
         self,
         *,
         user: models.Model,
         name: str,
         scopes: Iterable[str],
-        rate_limit_tier: str = "free",
+        rate_limit_tier: str = Tier.FREE,
         expires_at: datetime | None = None,
     ) -> tuple[APIKey, str]:
-        """Create a key; return it with the raw key, which exists only in this return value."""
+        """Create a key; return it with the raw key, which exists only in this return value.
+        No audit row and no rules beyond the format: apikeys.services.api_key_create has both."""
         generated = keys.generate()
         api_key = self.create(
             user=user,
@@ -59,15 +97,9 @@ class APIKeyManager(SoftDeleteManager.from_queryset(APIKeyQuerySet)):
 
 
 class APIKey(UUIDTimestampedModel, SoftDeleteModel):
-    class Scope(models.TextChoices):
-        READ = "read", "Read"
-        WRITE = "write", "Write"
-        ADMIN = "admin", "Admin"
-
-    class Tier(models.TextChoices):
-        FREE = "free", "Free"
-        PRO = "pro", "Pro"
-        ENTERPRISE = "enterprise", "Enterprise"
+    Scope = Scope
+    Tier = Tier
+    State = State
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -96,10 +128,7 @@ class APIKey(UUIDTimestampedModel, SoftDeleteModel):
             # One uniqueness for key_hash (the seed had a unique index and a unique constraint).
             # Serves authentication: one indexed lookup per request.
             models.UniqueConstraint(fields=["key_hash"], name="apikeys_key_hash_unique"),
-            models.CheckConstraint(
-                condition=Q(rate_limit_tier__in=["free", "pro", "enterprise"]),
-                name="apikeys_tier_valid",
-            ),
+            models.CheckConstraint(condition=Q(rate_limit_tier__in=Tier.values), name="apikeys_tier_valid"),
         ]
         indexes = [
             # Seed ix_api_keys_user_id: a user's keys (list, cascade on user soft delete).
@@ -120,7 +149,7 @@ class APIKey(UUIDTimestampedModel, SoftDeleteModel):
     def __repr__(self) -> str:
         return (
             f"APIKey(id={self.id}, user_id={self.user_id}, name={self.name!r}, "
-            f"prefix={self.key_prefix!r}, active={self.is_valid})"
+            f"prefix={self.key_prefix!r}, active={self.is_active})"
         )
 
     def has_scope(self, scope: str) -> bool:
@@ -137,24 +166,28 @@ class APIKey(UUIDTimestampedModel, SoftDeleteModel):
         return self.expires_at is not None and self.expires_at <= timezone.now()
 
     @property
-    def is_valid(self) -> bool:
-        """Usable for authentication right now: not revoked and not expired."""
-        return self.deleted_at is None and not self.is_expired
+    def state(self) -> str:
+        """STATE_CONDITIONS, evaluated on this row."""
+        if self.deleted_at is not None:
+            return State.REVOKED
+        if self.is_expired:
+            return State.EXPIRED
+        return State.ACTIVE
 
     @property
     def is_active(self) -> bool:
-        return self.is_valid
+        """The seed's name: the key authenticates right now (not revoked, not expired). The
+        owner's own state is checked at authentication. ``is_active`` means "usable right now"
+        on every model here (see User.is_active)."""
+        return self.state == State.ACTIVE
 
-    @property
-    def state(self) -> str:
-        if self.deleted_at is not None:
-            return "revoked"
-        if self.is_expired:
-            return "expired"
-        return "active"
+    def revoke(self) -> None:
+        """Revoke this key now (its soft delete). Seed helper: no audit row (the service writes one)."""
+        self.soft_delete()
 
     def update_last_used(self, *, now: datetime | None = None) -> bool:
-        """Record use, at most once per minute per key, across all workers.
+        """Record use, at most once per minute per key, across all workers (not audited: it is
+        bookkeeping, not a change anyone made).
 
         The UPDATE is conditional on the stored value being older than a minute, so of many
         concurrent requests only one writes; the rest match no row. Returns True if it wrote.

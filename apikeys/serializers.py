@@ -3,8 +3,8 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apikeys.models import APIKey
-from config.fields import StrictCharField, StrictIntegerField, StrictUUIDField
-from config.output_serializers import FrozenFieldsModelSerializer
+from config.api.fields import StrictCharField, StrictIntegerField, StrictUUIDField
+from config.api.serializers import FrozenFieldsModelSerializer
 
 
 class APIKeyOutputSerializer(FrozenFieldsModelSerializer):

@@ -14,27 +14,45 @@ from accounts.models import User
 from apikeys.models import APIKey
 from audit.models import AuditLog
 from audit.services import audit_log_purged, audit_log_record
+from config.db.batches import in_keyset_batches
 from config.errors import InvalidInput, StateConflict
-from config.soft_delete import purge_in_batches
 
 RESOURCE = "api_key"
 
 
 def allowed_scopes(owner: User) -> frozenset[str]:
-    """The scopes a key of this owner may hold: admin only for platform admins."""
+    """The scopes a key of this owner may hold, and the scopes a staff session of this user acts
+    with: admin only for platform admins."""
     scopes = {APIKey.Scope.READ.value, APIKey.Scope.WRITE.value}
     if owner.is_platform_admin:
         scopes.add(APIKey.Scope.ADMIN.value)
     return frozenset(scopes)
 
 
-def _clean_scopes(owner: User, scopes: Iterable[str]) -> list[str]:
+# --- who may do what to whom: the API, the admin and the commands all meet these here ------
+
+
+def _check_actor(actor: User | None, owner: User, verb: str) -> None:
+    """Seeing a raw key means acting as its owner: only the owner or a platform admin may make
+    one (create or rotate). ``actor`` None is the system (a management command)."""
+    if actor is not None and actor.pk != owner.pk and not actor.is_platform_admin:
+        raise InvalidInput(f"Only a platform admin may {verb} a key for another user.", field="user")
+
+
+def _clean_scopes(owner: User, scopes: Iterable[str], actor_scopes: Iterable[str] | None) -> list[str]:
     cleaned = list(dict.fromkeys(scopes))
     if not cleaned:
         raise InvalidInput("A key needs at least one scope.", field="scopes")
     unknown = [s for s in cleaned if s not in APIKey.Scope.values]
     if unknown:
         raise InvalidInput(f"Unknown scope(s): {', '.join(unknown)}.", field="scopes")
+    if actor_scopes is not None:
+        # No escalation: a credential mints keys only with scopes it holds itself.
+        escalated = set(cleaned) - set(actor_scopes)
+        if escalated:
+            raise InvalidInput(
+                f"This key cannot grant scopes it does not hold: {', '.join(sorted(escalated))}.", field="scopes"
+            )
     forbidden = [s for s in cleaned if s not in allowed_scopes(owner)]
     if forbidden:
         raise InvalidInput(
@@ -64,8 +82,14 @@ def api_key_create(
     scopes: Iterable[str] = ("read",),
     rate_limit_tier: str = APIKey.Tier.FREE,
     expires_at: datetime | None = None,
+    actor_scopes: Iterable[str] | None = None,
 ) -> tuple[APIKey, str]:
-    """Create a key; return it and the raw key, which is never stored or shown again."""
+    """Create a key; return it and the raw key, which is never stored or shown again.
+
+    ``actor_scopes``: the scopes of the credential asking (an API key's, a staff session's);
+    None for the system. A key is never given a scope its maker lacks.
+    """
+    _check_actor(actor, owner, "create")
     if owner.deleted_at is not None or not owner.is_active:
         raise InvalidInput("The owner is inactive or deleted.", field="user")
     if rate_limit_tier not in APIKey.Tier.values:
@@ -78,7 +102,7 @@ def api_key_create(
     api_key, raw = APIKey.objects.create_key(
         user=owner,
         name=name,
-        scopes=_clean_scopes(owner, scopes),
+        scopes=_clean_scopes(owner, scopes, actor_scopes),
         rate_limit_tier=rate_limit_tier,
         expires_at=expires_at,
     )
@@ -97,7 +121,7 @@ def api_key_revoke(*, actor: User | None, api_key: APIKey) -> APIKey:
     api_key = APIKey.all_objects.select_for_update().get(pk=api_key.pk)
     if api_key.deleted_at is not None:
         raise StateConflict("The key is already revoked.")
-    api_key.soft_delete()
+    api_key.revoke()
     audit_log_record(
         action=AuditLog.Action.DELETE,
         resource_type=RESOURCE,
@@ -121,6 +145,7 @@ def api_key_rotate(
     rotation and turned sk_live keys into sk keys).
     """
     old = APIKey.all_objects.select_for_update().select_related("user").get(pk=api_key.pk)
+    _check_actor(actor, old.user, "rotate")
     now = timezone.now()
     if old.deleted_at is not None:
         raise StateConflict("A revoked key cannot be rotated.")
@@ -145,7 +170,7 @@ def api_key_rotate(
             old.expires_at = grace_end
             old.save(update_fields=["expires_at", "updated_at"])
     else:
-        old.soft_delete()
+        old.revoke()
         changes["deleted_at"] = {"old": None, "new": old.deleted_at}
     audit_log_record(
         action=AuditLog.Action.UPDATE,
@@ -204,7 +229,7 @@ def api_key_purge_deleted(
         ids = _api_key_purge_batch(deleted_before=deleted_before, after=after, batch_size=batch_size)
         return ids, Counter({"api_key": len(ids)})
 
-    total = purge_in_batches(
+    total = in_keyset_batches(
         run_batch,
         batch_size=batch_size,
         progress=None if progress is None else lambda running: progress(running["api_key"]),

@@ -1,48 +1,19 @@
 """Rate limits per API key by tier, and per client address for failed authentication.
 
-Counters are fixed windows in the shared cache (the database cache by default, Redis when
-REDIS_URL is set), so every gunicorn worker counts against the same number. An unlimited tier
-touches no counter at all.
+Both count in the shared cache through ``config.ratelimit``. An unlimited tier touches no
+counter at all.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from audit.context import client_ip
-from config.rates import parse_rate
-
-logger = logging.getLogger(__name__)
-
-
-def _increment(key: str, period: int) -> int:
-    try:
-        return cache.incr(key)
-    except ValueError:  # first hit of this window
-        pass
-    if cache.add(key, 1, timeout=period + 1):
-        return 1
-    return cache.incr(key)  # another worker created it first
-
-
-def hit(counter: str, limit: int, period: int) -> tuple[bool, int]:
-    """Count one hit in the current window; return (allowed, seconds until the window ends)."""
-    now = time.time()
-    window = int(now // period)
-    reset_in = max(1, int((window + 1) * period - now + 0.999))
-    try:
-        count = _increment(f"rl:{counter}:{period}:{window}", period)
-    except Exception as exc:  # the cache is down: prefer serving to refusing everyone
-        logger.warning("rate-limit cache unavailable, not counting: %s", type(exc).__name__)
-        return True, reset_in
-    return count <= limit, reset_in
+from config.context import client_ip
+from config.ratelimit import hit, parse_rate
 
 
 class TierRateThrottle(BaseThrottle):

@@ -7,7 +7,7 @@ import django_filters
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,10 +22,8 @@ from apikeys.serializers import (
     APIKeyOutputSerializer,
     APIKeyRotateSerializer,
 )
-from audit.context import expect_status
-from config.api import ListFiltersOnlyMixin
-from config.errors import InvalidInput
-from config.schema import error_responses
+from config.api.schema import error_responses
+from config.api.viewsets import ServiceViewSet
 
 
 class APIKeyFilter(django_filters.FilterSet):
@@ -53,7 +51,7 @@ def _created_response(api_key: APIKey, raw: str, **extra: Any) -> dict[str, Any]
         summary="Get an API key", responses={200: APIKeyOutputSerializer, **error_responses(401, 403, 404, 429)}
     ),
 )
-class APIKeyViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class APIKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewSet):
     """API keys. Nobody ever sees a key's hash; the raw key appears once, in the create response."""
 
     queryset = APIKey.objects.none()  # the schema's model; get_queryset() scopes real requests
@@ -79,38 +77,31 @@ class APIKeyViewSet(ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.Retrieve
         owner = request.user
         if owner_id is not None and is_admin_request(request):
             owner = get_object_or_404(User.objects.all(), pk=owner_id)
-        # No escalation: a key can only mint keys with scopes it holds itself.
-        escalated = set(data["scopes"]) - set(granted_scopes(request))
-        if escalated:
-            raise InvalidInput(
-                f"This key cannot grant scopes it does not hold: {', '.join(sorted(escalated))}.", field="scopes"
-            )
-        expect_status(status.HTTP_201_CREATED)
-        api_key, raw = services.api_key_create(actor=request.user, owner=owner, **data)
-        return Response(_created_response(api_key, raw), status=status.HTTP_201_CREATED)
+        api_key, raw = services.api_key_create(
+            actor=request.user, owner=owner, actor_scopes=granted_scopes(request), **data
+        )
+        return self.respond(_created_response(api_key, raw))
 
     @extend_schema(
         summary="Revoke an API key",
         responses={204: OpenApiResponse(description="Revoked"), **error_responses(401, 403, 404, 409, 429)},
     )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        api_key = self.get_object()
-        expect_status(status.HTTP_204_NO_CONTENT)
-        services.api_key_revoke(actor=request.user, api_key=api_key)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        services.api_key_revoke(actor=request.user, api_key=self.get_object())
+        return self.respond()
 
     @extend_schema(
         summary="Rotate an API key: a new key with the same name, scopes and tier",
         request=APIKeyRotateSerializer,
         responses={201: APIKeyCreatedSerializer, **error_responses(400, 401, 403, 404, 409, 415, 429)},
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], success_status=201)
     def rotate(self, request: Request, pk: str | None = None) -> Response:
         api_key = self.get_object()
         serializer = APIKeyRotateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         grace = timedelta(seconds=serializer.validated_data["grace_period_seconds"])
-        expect_status(status.HTTP_201_CREATED)
         new, raw, old = services.api_key_rotate(actor=request.user, api_key=api_key, grace_period=grace or None)
-        body = _created_response(new, raw, rotated_from=old.pk, old_key_expires_at=old.deleted_at or old.expires_at)
-        return Response(body, status=status.HTTP_201_CREATED)
+        return self.respond(
+            _created_response(new, raw, rotated_from=old.pk, old_key_expires_at=old.deleted_at or old.expires_at)
+        )

@@ -4,7 +4,7 @@ Nobody adds, changes or deletes rows here, superusers included (the table itself
 UPDATE and DELETE). What keeps the list fast on a big table:
 
 * no full COUNT: the paginator counts up to 10,000 matching rows and estimates beyond
-  (config.admin_pagination), and ``show_full_result_count`` is off;
+  (config.admin.pagination), and ``show_full_result_count`` is off;
 * newest first by ``timestamp`` (indexed), filters on indexed columns only (action,
   resource type, timestamp ranges); the resource type choices come from a loose index scan;
 * search is exact on resource id, user id and request id, each answered by an index;
@@ -24,7 +24,6 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
-from django.db import connections
 from django.db.models import Max, Min, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
@@ -36,9 +35,10 @@ from django.utils.text import capfirst
 
 from accounts.models import User
 from audit.models import AuditLog
-from config.admin_display import pretty_json
-from config.admin_filters import DistinctValuesFilter, distinct_values
-from config.admin_pagination import EstimatedCountPaginator
+from audit.queries import periods_with_rows, resource_types
+from config.admin.display import pretty_json
+from config.admin.filters import DistinctValuesFilter
+from config.admin.pagination import EstimatedCountPaginator
 
 # resource_type -> the admin page of that resource (when there is one).
 RESOURCE_ADMIN = {
@@ -67,6 +67,9 @@ def _short(value: object) -> SafeString:
 class ResourceTypeFilter(DistinctValuesFilter):
     title = "resource type"
     parameter_name = "resource_type"
+
+    def values(self, limit: int) -> list[str]:
+        return resource_types(limit=limit)
 
 
 class AuditChangeList(ChangeList):
@@ -112,7 +115,11 @@ class AuditChangeList(ChangeList):
                 if first.month == last.month:
                     month = first.month
             else:
-                years = self._present([(y, 1, 1, y + 1, 1, 1) for y in range(first.year, last.year + 1)])
+                years = periods_with_rows(
+                    self.queryset,
+                    self.date_hierarchy,
+                    [(y, 1, 1, y + 1, 1, 1) for y in range(first.year, last.year + 1)],
+                )
                 return {
                     "show": True,
                     "back": None,
@@ -134,7 +141,7 @@ class AuditChangeList(ChangeList):
             for d in range(1, days_in_month + 1):
                 end = datetime.date(year, month, d) + datetime.timedelta(days=1)
                 candidates.append((year, month, d, end.year, end.month, end.day))
-            days = self._present(candidates)
+            days = periods_with_rows(self.queryset, self.date_hierarchy, candidates)
             return {
                 "show": True,
                 "back": {"link": link({year_field: year}), "title": str(year)},
@@ -147,7 +154,7 @@ class AuditChangeList(ChangeList):
                 ],
             }
         candidates = [(year, m, 1, year + (m == 12), m % 12 + 1, 1) for m in range(1, 13)]
-        months = self._present(candidates)
+        months = periods_with_rows(self.queryset, self.date_hierarchy, candidates)
         return {
             "show": True,
             "back": {"link": link({}), "title": "All dates"},
@@ -159,30 +166,6 @@ class AuditChangeList(ChangeList):
                 for c in months
             ],
         }
-
-    def _present(self, periods: list[tuple[int, int, int, int, int, int]]) -> list[tuple[int, ...]]:
-        """The periods (start y/m/d, end y/m/d) holding at least one matching row, in one statement."""
-        periods = [p for p in periods if p[3] <= datetime.MAXYEAR]
-        if not periods:
-            return []
-        field = self.date_hierarchy
-        parts, params = [], []
-        zone = timezone.get_current_timezone()
-        for y1, m1, d1, y2, m2, d2 in periods:
-            start = datetime.datetime(y1, m1, d1, tzinfo=zone)
-            end = datetime.datetime(y2, m2, d2, tzinfo=zone)
-            # A scalar subquery ordered by the indexed column, not EXISTS: PostgreSQL drops the
-            # ORDER BY and LIMIT inside EXISTS and may then scan the table for the newest month.
-            probe = (
-                self.queryset.filter(**{f"{field}__gte": start, f"{field}__lt": end}).order_by(field).values("pk")[:1]
-            )
-            sql, probe_params = probe.query.sql_with_params()
-            parts.append(f"({sql}) IS NOT NULL")
-            params.extend(probe_params)
-        with connections[self.queryset.db].cursor() as cursor:
-            cursor.execute("SELECT " + ", ".join(parts), params)
-            found = cursor.fetchone()
-        return [period for period, present in zip(periods, found, strict=True) if present]
 
 
 @admin.register(AuditLog)
@@ -240,7 +223,7 @@ class AuditLogAdmin(admin.ModelAdmin):
             return queryset, False
         # resource_id is indexed second, after resource_type: naming every type lets
         # PostgreSQL use (resource_type, resource_id) with one probe per type.
-        types = distinct_values(AuditLog.objects.all(), "resource_type", limit=1000)
+        types = resource_types()
         try:
             as_uuid = uuid.UUID(term)
         except ValueError:

@@ -1,15 +1,46 @@
 from __future__ import annotations
 
+from typing import Self
+
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models
+from django.db import connections, models, transaction
 from django.db.models import Q
 
-from config.models import UUIDTimestampedModel
+from config.db.models import UUIDTimestampedModel
+
+
+class Action(models.TextChoices):
+    CREATE = "CREATE"
+    READ = "READ"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    EXECUTE = "EXECUTE"
+    LOGIN = "LOGIN"
+    LOGOUT = "LOGOUT"
+    FAILED_AUTH = "FAILED_AUTH"
 
 
 class AuditLogQuerySet(models.QuerySet):
-    def for_resource(self, resource_type: str, resource_id: object) -> AuditLogQuerySet:
+    def for_resource(self, resource_type: str, resource_id: object) -> Self:
         return self.filter(resource_type=resource_type, resource_id=str(resource_id))
+
+    def prune(self) -> int:
+        """Delete these rows, the one sanctioned way rows leave audit_logs; return how many.
+
+        The append-only trigger lets a DELETE through only in a transaction that set
+        ``audit.allow_prune`` locally; it is switched off again before this returns, so that
+        nothing else in the caller's transaction can delete audit rows. Only
+        ``audit.services.audit_log_prune`` calls this (it writes the summary audit row).
+        """
+        with transaction.atomic(using=self.db), connections[self.db].cursor() as cursor:
+            cursor.execute("SET LOCAL audit.allow_prune = 'on'")
+            # No relation points at audit_logs, so this is one DELETE ... WHERE id IN (...).
+            deleted, _ = models.QuerySet.delete(self)
+            cursor.execute("SET LOCAL audit.allow_prune = 'off'")
+        return deleted
+
+    prune.alters_data = True  # type: ignore[attr-defined]
+    prune.queryset_only = True  # type: ignore[attr-defined]
 
 
 class AuditLog(UUIDTimestampedModel):
@@ -19,15 +50,7 @@ class AuditLog(UUIDTimestampedModel):
     make sense for an HTTP request are NULL for system actions (management commands).
     """
 
-    class Action(models.TextChoices):
-        CREATE = "CREATE"
-        READ = "READ"
-        UPDATE = "UPDATE"
-        DELETE = "DELETE"
-        EXECUTE = "EXECUTE"
-        LOGIN = "LOGIN"
-        LOGOUT = "LOGOUT"
-        FAILED_AUTH = "FAILED_AUTH"
+    Action = Action
 
     timestamp = models.DateTimeField(db_comment="When the action occurred")
     user_id = models.UUIDField(null=True, blank=True, db_comment="Actor; NULL for system or anonymous")
@@ -53,21 +76,7 @@ class AuditLog(UUIDTimestampedModel):
         verbose_name_plural = "audit log"
         ordering = ["-timestamp"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(
-                    action__in=[
-                        "CREATE",
-                        "READ",
-                        "UPDATE",
-                        "DELETE",
-                        "EXECUTE",
-                        "LOGIN",
-                        "LOGOUT",
-                        "FAILED_AUTH",
-                    ]
-                ),
-                name="audit_logs_action_valid",
-            ),
+            models.CheckConstraint(condition=Q(action__in=Action.values), name="audit_logs_action_valid"),
         ]
         indexes = [
             # Seed ix_audit_logs_timestamp: newest-first pages, date ranges, retention pruning.

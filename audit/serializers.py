@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from audit.models import AuditLog
-from config.output_serializers import FrozenFieldsModelSerializer
+from config.api.serializers import FrozenFieldsModelSerializer
 
 
 class AuditLogOutputSerializer(FrozenFieldsModelSerializer):

@@ -8,16 +8,19 @@ import io
 import json
 import os
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from audit.context import current
 from audit.models import AuditLog
+from config.context import current
+from config.db.batches import in_keyset_batches
 
 # Field names whose values never reach an audit row.
 SECRET_FIELDS = frozenset({"password", "hashed_password", "key", "raw_key", "key_hash", "token", "secret"})
@@ -112,23 +115,19 @@ def _archive_line(row: Mapping[str, Any]) -> str:
 
 
 @transaction.atomic
-def _audit_log_prune_batch(*, before: datetime, batch_size: int, archive: TextIO | None) -> int:
-    """Delete (after archiving) the oldest ``batch_size`` rows older than ``before``.
-
-    The append-only trigger lets a DELETE through only in a transaction that set
-    ``audit.allow_prune`` locally; it is switched off again before the transaction ends so that
-    nothing else in it (if a caller wrapped us in a transaction) can delete audit rows.
-    """
+def _audit_log_prune_batch(
+    *, before: datetime, after: tuple[datetime, uuid.UUID] | None, batch_size: int, archive: TextIO | None
+) -> tuple[list[tuple[datetime, uuid.UUID]], Counter[str]]:
+    """Delete (after archiving) the oldest ``batch_size`` rows older than ``before`` that sort
+    after ``after`` by (timestamp, id); return their keys."""
     fields = [f.attname for f in AuditLog._meta.concrete_fields]
+    candidates = AuditLog.objects.filter(timestamp__lt=before)
+    if after is not None:
+        candidates = candidates.filter(Q(timestamp__gt=after[0]) | Q(timestamp=after[0], pk__gt=after[1]))
     # SKIP LOCKED: two prunes at once take different rows, so no row is archived twice.
-    rows = list(
-        AuditLog.objects.filter(timestamp__lt=before)
-        .order_by("timestamp", "pk")
-        .select_for_update(skip_locked=True)
-        .values(*fields)[:batch_size]
-    )
+    rows = list(candidates.order_by("timestamp", "pk").select_for_update(skip_locked=True).values(*fields)[:batch_size])
     if not rows:
-        return 0
+        return [], Counter()
     if archive is not None:
         archive.writelines(_archive_line(row) for row in rows)
         archive.flush()
@@ -136,12 +135,8 @@ def _audit_log_prune_batch(*, before: datetime, batch_size: int, archive: TextIO
             os.fsync(archive.fileno())
         # The rows are on disk before the DELETE can commit: a crash now leaves them in both
         # places (archived again next run), never in neither.
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL audit.allow_prune = 'on'")
-        cursor.execute("DELETE FROM audit_logs WHERE id = ANY(%s)", [[row["id"] for row in rows]])
-        deleted = cursor.rowcount
-        cursor.execute("SET LOCAL audit.allow_prune = 'off'")
-    return deleted
+    deleted = AuditLog.objects.filter(pk__in=[row["id"] for row in rows]).prune()
+    return [(row["timestamp"], row["id"]) for row in rows], Counter({"audit_log": deleted})
 
 
 def audit_log_prune(
@@ -163,14 +158,12 @@ def audit_log_prune(
     """
     if dry_run:
         return AuditLog.objects.filter(timestamp__lt=before).count()
-    pruned = 0
-    while True:
-        deleted = _audit_log_prune_batch(before=before, batch_size=batch_size, archive=archive)
-        pruned += deleted
-        if deleted and progress is not None:
-            progress(pruned)
-        if deleted < batch_size:
-            break
+    total = in_keyset_batches(
+        lambda after: _audit_log_prune_batch(before=before, after=after, batch_size=batch_size, archive=archive),
+        batch_size=batch_size,
+        progress=None if progress is None else lambda running: progress(running["audit_log"]),
+    )
+    pruned = total["audit_log"]
     if pruned:
         with transaction.atomic():
             audit_log_record(

@@ -3,14 +3,14 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import viewsets
+from rest_framework import mixins
 
 from apikeys.permissions import IsPlatformAdmin
 from audit.models import AuditLog
 from audit.serializers import AuditLogOutputSerializer
-from config.api import ListFiltersOnlyMixin
-from config.pagination import ValidatedCursorPagination
-from config.schema import error_responses
+from config.api.pagination import ValidatedCursorPagination
+from config.api.schema import error_responses
+from config.api.viewsets import ServiceViewSet
 
 
 class AuditLogFilter(django_filters.FilterSet):
@@ -43,7 +43,7 @@ class AuditLogPagination(ValidatedCursorPagination):
         responses={200: AuditLogOutputSerializer, **error_responses(401, 403, 404, 429)},
     ),
 )
-class AuditLogViewSet(ListFiltersOnlyMixin, viewsets.ReadOnlyModelViewSet):
+class AuditLogViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewSet):
     queryset = AuditLog.objects.none()  # the schema's model; get_queryset() scopes real requests
     serializer_class = AuditLogOutputSerializer
     permission_classes = [IsPlatformAdmin]

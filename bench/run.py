@@ -47,7 +47,7 @@ def resolve_database(name: str) -> str:
         return os.environ["DATABASE_URL"]
     import psycopg
 
-    from config import embedded_postgres
+    from config.db import embedded_postgres
 
     embedded_postgres.ensure_running()
     socket_dir = str(embedded_postgres._server().get_postmaster_info().socket_dir)

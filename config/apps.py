@@ -1,8 +1,11 @@
+"""The project's two app configs: the project itself, and the admin pointed at our site."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
@@ -13,20 +16,31 @@ def _echo_sql(sender: Any, connection: Any, **kwargs: Any) -> None:
 
 
 class ProjectConfig(AppConfig):
-    """The project itself: settings-level wiring, health checks and verify_database."""
+    """The project: the commands that sequence several apps (seed_demo, verify_database,
+    purge_soft_deleted), shared admin templates, and the migrate hook. It has no tables."""
 
     name = "config"
     label = "config"
     verbose_name = "Project"
 
     def ready(self) -> None:
+        from django.apps import apps
         from django.conf import settings
 
-        import config.schema  # noqa: F401  (registers the OpenAPI security schemes)
-        from config.database import after_migrate
+        from config.db.migrate import after_migrate
 
         # The rate-limit counters live in the database cache table; `migrate` at deploy makes
         # it (and applies the statement-timeout role default), so there is no extra deploy step.
-        post_migrate.connect(after_migrate, sender=self, dispatch_uid="config.after_migrate")
+        # post_migrate is sent once per app that has models, and this one has none: listen for
+        # the last such app, so the hook runs once, after every app is migrated.
+        last = [config for config in apps.get_app_configs() if config.models_module is not None][-1]
+        post_migrate.connect(after_migrate, sender=last, dispatch_uid="config.after_migrate")
         if settings.DB_POOL.echo_sql:
             connection_created.connect(_echo_sql, dispatch_uid="config.echo_sql")
+
+
+class PlatformAdminConfig(AdminConfig):
+    """``django.contrib.admin`` with our site: a login that is throttled and audited. Named by a
+    string so this module imports nothing that needs the app registry."""
+
+    default_site = "accounts.admin_site.PlatformAdminSite"

@@ -1,4 +1,5 @@
-"""Domain errors shared by the apps' models and services; config.api maps them to HTTP.
+"""Domain errors shared by the apps' models and services, and the one "database unavailable"
+answer. ``config.api.exceptions`` maps them to HTTP.
 
 Models and services raise these without knowing about HTTP. The API answers a
 ``StateConflict`` with 409 and an ``InvalidInput`` with 400 naming the field.
@@ -26,3 +27,13 @@ class StateConflict(DomainError):
     """The resource is in a state that forbids the operation (a completed session, say)."""
 
     code = "conflict"
+
+
+# A lost, refusing or exhausted database: the same JSON 503 from DRF views, the admin and
+# the health probes' middleware alike.
+DATABASE_UNAVAILABLE_STATUS = 503
+DATABASE_UNAVAILABLE_BODY = {
+    "detail": "The database is unavailable or overloaded; retry shortly.",
+    "code": "database_unavailable",
+}
+DATABASE_UNAVAILABLE_HEADERS = {"Retry-After": "1"}

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from config.database import pool_figures
+from config.db.connection import pool_figures
 
 HEALTH_TIMEOUT = 2.0
 VERSION = "1.0.0"

@@ -12,7 +12,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 
 class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        from audit.context import current
+        from config.context import current
 
         context = current()
         record.request_id = str(context.request_id) if context and context.method else "-"

@@ -8,77 +8,12 @@ the README's configuration table.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from config.database import PoolSettings, build_database
-from config.rates import parse_rate
-
-BASE_DIR = Path(__file__).resolve().parent.parent
-
-env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
-
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f", ""}
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = env.str(name, default=None)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true or false)")
-
-
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = env.str(name, default=None)
-    if raw is None or raw.strip() == "":
-        value = default
-    else:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
-    if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    raw = env.str(name, default=None)
-    if raw is None or raw.strip() == "":
-        value = default
-    else:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
-    if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = env.str(name, default=default).strip().lower()
-    if value not in choices:
-        raise ImproperlyConfigured(f"{name}={value!r} is not one of: {', '.join(choices)}")
-    return value
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    raw = env.str(name, default=None)
-    if raw is None:
-        return default
-    return [item.strip() for item in raw.split(",") if item.strip()]
-
+from config.db.connection import PoolSettings, build_database
+from config.env import BASE_DIR, env, env_bool, env_choice, env_float, env_int, env_list
+from config.ratelimit import parse_rate
 
 # --- Core -------------------------------------------------------------------------------------
 
@@ -93,7 +28,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "config.admin_apps.PlatformAdminConfig",  # django.contrib.admin with our site (throttled login)
+    # First, so its templates (config/templates/admin/pagination.html) override the admin's.
+    "config.apps.ProjectConfig",
+    "config.apps.PlatformAdminConfig",  # django.contrib.admin with our site (throttled login)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -103,7 +40,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
-    "config.apps.ProjectConfig",
     "audit",
     "accounts",
     "apikeys",
@@ -111,7 +47,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "audit.middleware.RequestContextMiddleware",
+    "config.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.HostileInputMiddleware",
@@ -130,7 +66,7 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -159,7 +95,7 @@ DB_POOL = PoolSettings(
 DATABASE_URL = env.str("DATABASE_URL", default="")
 if not DATABASE_URL:
     # No server configured: the embedded development PostgreSQL under .pgdata/.
-    from config import embedded_postgres
+    from config.db import embedded_postgres
 
     DATABASE_URL = embedded_postgres.ensure_running()
 
@@ -238,7 +174,7 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "config.cache.AtomicDatabaseCache",
+            "BACKEND": "config.db.cache.AtomicDatabaseCache",
             "LOCATION": "django_cache",
             "KEY_PREFIX": "agent-platform",
             "OPTIONS": {"MAX_ENTRIES": 100_000, "CULL_FREQUENCY": 4},
@@ -299,16 +235,16 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["apikeys.permissions.HasScopeForMethod"],
     "DEFAULT_THROTTLE_CLASSES": ["apikeys.throttling.TierRateThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["config.api.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_FILTER_BACKENDS": ["config.api.FilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "config.pagination.WindowCountPagination",
+    "DEFAULT_FILTER_BACKENDS": ["config.api.filters.FilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "config.api.pagination.WindowCountPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "EXCEPTION_HANDLER": "config.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -322,7 +258,7 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "config.schema.document_empty_query_values",
+        "config.api.schema.document_empty_query_values",
     ],
     "ENUM_NAME_OVERRIDES": {
         "SessionStatusEnum": "agent_sessions.models.Session.Status",

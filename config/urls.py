@@ -1,25 +1,18 @@
+"""The project's URLs: each app's routes are included by name; the project adds health probes,
+the schema and its docs, the admin, and the JSON error handlers."""
+
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.routers import DefaultRouter
 
-from accounts.views import UserViewSet
-from agent_sessions.views import SessionMessagesView, SessionViewSet
-from apikeys.views import APIKeyViewSet
-from audit.views import AuditLogViewSet
 from config import health, views
 
-router = DefaultRouter()
-router.include_root_view = False
-router.register("users", UserViewSet, basename="user")
-router.register("api-keys", APIKeyViewSet, basename="api-key")
-router.register("sessions", SessionViewSet, basename="session")
-router.register("audit-logs", AuditLogViewSet, basename="audit-log")
-
 api_v1 = [
-    path("sessions/<uuid:session_pk>/messages/", SessionMessagesView.as_view(), name="session-messages"),
-    *router.urls,
+    path("", include("accounts.urls")),
+    path("", include("apikeys.urls")),
+    path("", include("agent_sessions.urls")),
+    path("", include("audit.urls")),
 ]
 
 urlpatterns = [

@@ -130,7 +130,7 @@ def test_queryset_delete_is_a_soft_delete_that_cascades_to_keys(make_user, make_
     users = [make_user() for _ in range(3)]
     keys = [make_key(u)[0] for u in users]
 
-    deleted = User.objects.filter(pk__in=[u.pk for u in users[:2]]).delete()
+    deleted = User.objects.filter(pk__in=[u.pk for u in users[:2]]).soft_delete()
 
     assert deleted == 2
     assert User.all_objects.filter(pk__in=[u.pk for u in users]).count() == 3

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditLog
 from audit.services import audit_log_record
-from config.admin_pagination import EstimatedCountPaginator
+from config.admin.pagination import EstimatedCountPaginator
 
 LIST = "/admin/audit/auditlog/"
 

@@ -45,7 +45,7 @@ def test_malformed_request_ids_are_replaced(alice):
 
 
 def test_forwarded_for_is_trusted_only_from_a_configured_proxy(alice, admin, settings):
-    from audit.context import _trusted_networks
+    from config.context import _trusted_networks
 
     alice.client.post(
         "/api/v1/sessions/", {"agent_id": "a", "title": "1"}, format="json", HTTP_X_FORWARDED_FOR="6.6.6.6"

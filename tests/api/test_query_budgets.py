@@ -63,8 +63,11 @@ def test_append_is_at_most_four_queries(alice, busy_session):
     assert len(statements) <= 4, statements
     # key+owner, then one statement: UPDATE ... RETURNING the sequence, feeding the INSERT.
     assert len(statements) == 2
-    assert "UPDATE sessions" in statements[1] and "RETURNING id, total_messages" in statements[1]
-    assert "INSERT INTO session_messages" in statements[1]
+    assert (
+        'UPDATE "sessions"' in statements[1]
+        and 'RETURNING "sessions"."id", "sessions"."total_messages"' in statements[1]
+    )
+    assert 'INSERT INTO "session_messages"' in statements[1]
 
 
 def test_a_repeated_request_within_a_minute_writes_nothing(alice, busy_session):

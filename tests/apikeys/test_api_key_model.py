@@ -64,13 +64,13 @@ def test_scope_helpers(make_user, make_key):
 
 def test_expiry_and_validity(make_user, make_key):
     key, _ = make_key(make_user(), expires_at=timezone.now() + timedelta(hours=1))
-    assert not key.is_expired and key.is_valid and key.state == "active"
+    assert not key.is_expired and key.is_active and key.state == "active"
 
     key.expires_at = timezone.now() - timedelta(seconds=1)
-    assert key.is_expired and not key.is_valid and key.state == "expired"
+    assert key.is_expired and not key.is_active and key.state == "expired"
 
     key.soft_delete()
-    assert not key.is_valid and key.state == "revoked"
+    assert not key.is_active and key.state == "revoked"
     assert not APIKey.objects.filter(pk=key.pk).exists()
 
 
@@ -132,4 +132,4 @@ def test_rotation_with_grace_keeps_the_old_key_until_the_grace_ends(make_user, m
 
     assert retired.deleted_at is None
     assert before + timedelta(minutes=10) <= retired.expires_at <= timezone.now() + timedelta(minutes=10)
-    assert retired.is_valid
+    assert retired.is_active

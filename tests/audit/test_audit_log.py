@@ -4,9 +4,9 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from audit.context import system_actor
 from audit.models import AuditLog
 from audit.services import audit_log_record
+from config.context import system_actor
 
 pytestmark = pytest.mark.django_db
 

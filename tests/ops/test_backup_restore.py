@@ -1,4 +1,4 @@
-"""make backup / make restore (python -m config.backup): a seeded database survives the round trip."""
+"""make backup / make restore (python -m config.db.backup): a seeded database survives the round trip."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import psycopg
 import pytest
 
-from config import backup
+from config.db import backup
 from tests.conftest import BASE_DIR, run_manage, run_python
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +32,7 @@ django.setup()
 from accounts.models import User
 from accounts.services import user_soft_delete
 from agent_sessions.models import Session
-from audit.context import system_actor
+from config.context import system_actor
 
 with system_actor("test"):
     alice = User.objects.with_email("alice@demo.example").get()
@@ -51,7 +51,7 @@ with system_actor("test"):
 
 def _backup(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "config.backup", *args],
+        [sys.executable, "-m", "config.db.backup", *args],
         env={**os.environ, "DATABASE_URL": url},
         cwd=BASE_DIR,
         capture_output=True,

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from agent_sessions.models import Session
 from agent_sessions.services import session_expire_due
-from audit.context import system_actor
 from audit.models import AuditLog
+from config.context import system_actor
 from tests.conftest import _conninfo
 
 pytestmark = pytest.mark.django_db

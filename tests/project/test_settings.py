@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.database import PoolSettings, build_database
+from config.db.connection import PoolSettings, build_database
 from tests.conftest import run_python
 
 URL = "postgresql://app:secret@db.internal:6432/agents"

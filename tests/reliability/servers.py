@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 
-from config import embedded_postgres
+from config.db import embedded_postgres
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 SERVICE_USER = "pgserver"

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.models import User
 from accounts.services import user_create
-from audit.context import system_actor
+from config.context import system_actor
 
 
 class Command(BaseCommand):

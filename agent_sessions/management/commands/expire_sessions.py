@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from agent_sessions.services import session_expire_due
-from audit.context import system_actor
+from config.context import system_actor
 
 logger = logging.getLogger("ops")
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts.models import User
 from apikeys.models import APIKey
 from apikeys.services import api_key_create
-from audit.context import system_actor
+from config.context import system_actor
 from config.errors import DomainError
 
 

@@ -24,8 +24,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from audit.context import system_actor
 from audit.services import audit_log_prune
+from config.context import system_actor
 
 logger = logging.getLogger("ops")
 

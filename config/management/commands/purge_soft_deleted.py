@@ -24,7 +24,7 @@ from django.utils import timezone
 from accounts.services import user_purge_deleted
 from agent_sessions.services import session_purge_deleted
 from apikeys.services import api_key_purge_deleted
-from audit.context import system_actor
+from config.context import system_actor
 
 logger = logging.getLogger("ops")
 

@@ -20,7 +20,7 @@ from agent_sessions.models import Session
 from agent_sessions.services import session_append_message, session_create
 from apikeys.models import APIKey
 from apikeys.services import api_key_create
-from audit.context import system_actor
+from config.context import system_actor
 
 CAST = [
     {

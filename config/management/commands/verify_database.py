@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from config.database import pool_figures
+from config.db.connection import pool_figures
 from config.health import database_component
 
 MINIMUM_SERVER_VERSION = 14

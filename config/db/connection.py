@@ -93,7 +93,7 @@ def build_database(url: str, pool: PoolSettings) -> dict[str, Any]:
     if pool.mode != "pgbouncer" and pool.statement_timeout_ms:
         # Direct connections get the timeout as a startup parameter: no extra round trip.
         # PgBouncer rejects startup `options`, so that mode relies on the role default that
-        # `migrate` writes (see config.statement_timeout).
+        # `migrate` writes (config.db.migrate.after_migrate).
         existing = options.get("options", "")
         options["options"] = f"{existing} -c statement_timeout={pool.statement_timeout_ms}".strip()
 
@@ -173,44 +173,3 @@ def pool_figures(alias: str = "default") -> dict[str, Any]:
             }
         )
     return figures
-
-
-def after_migrate(using: str = "default", verbosity: int = 1, **kwargs: Any) -> None:
-    """post_migrate hook: what `manage.py migrate` sets up besides the migrations.
-
-    * the database cache table that the rate-limit counters use (when no REDIS_URL is set);
-    * DB_STATEMENT_TIMEOUT as the role's default in this database, so connections that cannot
-      pass it at connect time (PgBouncer in transaction mode drops startup options) still get it.
-    """
-    import logging
-
-    from django.conf import settings
-    from django.core.management import call_command
-    from django.db import DatabaseError, connections
-
-    call_command("createcachetable", database=using, verbosity=0)
-    timeout_ms = settings.DB_POOL.statement_timeout_ms
-    connection = connections[using]
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_database(), (SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d "
-                "ON d.oid = s.setdatabase JOIN pg_roles r ON r.oid = s.setrole "
-                "WHERE d.datname = current_database() AND r.rolname = current_user)"
-            )
-            dbname, previous = cursor.fetchone()
-            cursor.execute(
-                f"ALTER ROLE CURRENT_USER IN DATABASE {connection.ops.quote_name(dbname)} "
-                f"SET statement_timeout = {int(timeout_ms)}"
-            )
-    except DatabaseError as exc:  # a role without the right to alter itself: say so, go on
-        logging.getLogger(__name__).warning("could not set the role's statement_timeout default: %s", exc)
-        return
-    if settings.DB_POOL.mode == "pgbouncer" and f"statement_timeout={int(timeout_ms)}" not in (previous or []):
-        # A role default applies to connections opened after it; PgBouncer's open server
-        # connections keep the old value until they are recycled.
-        logging.getLogger(__name__).warning(
-            "statement_timeout for this role is now %sms; run RECONNECT on the PgBouncer admin console "
-            "(or wait for its server_lifetime) so that open server connections pick it up",
-            int(timeout_ms),
-        )

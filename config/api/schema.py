@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -59,32 +58,3 @@ def document_empty_query_values(result: dict[str, Any], **kwargs: Any) -> dict[s
                 if parameter.get("in") == "query" and not parameter.get("required"):
                     parameter["allowEmptyValue"] = True
     return result
-
-
-class APIKeyAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "apikeys.authentication.APIKeyAuthentication"
-    name = ["BearerKey", "HeaderKey"]
-
-    def get_security_definition(self, auto_schema: object) -> list[dict[str, str]]:
-        return [
-            {
-                "type": "http",
-                "scheme": "bearer",
-                "bearerFormat": "sk_live_…",
-                "description": "Authorization: Bearer <API key>",
-            },
-            {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "X-API-Key: <API key>"},
-        ]
-
-
-class StaffSessionScheme(OpenApiAuthenticationExtension):
-    target_class = "accounts.authentication.StaffSessionAuthentication"
-    name = "StaffSession"
-
-    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "cookie",
-            "name": "sessionid",
-            "description": "Admin staff session (browsable API)",
-        }

@@ -1,7 +1,9 @@
 """Who is acting and through which request: the context every audit row and log line carries.
 
-RequestContextMiddleware binds one per HTTP request; management commands bind a system
-context. Services never receive the request: the audit writer reads this instead.
+``config.middleware.RequestContextMiddleware`` binds one per HTTP request; management commands
+bind a system context. Services never receive the request: the audit writer (``audit.services``)
+reads this instead, as do the request log, the rate limits (the client address) and the API's
+viewset base (the status an action answers).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.http import HttpRequest
+
+from config.db.text import storable
 
 _current: ContextVar[RequestContext | None] = ContextVar("audit_request_context", default=None)
 
@@ -60,14 +64,6 @@ def expect_status(status: int) -> None:
     context = current()
     if context is not None:
         context.response_status = status
-
-
-def clean_text(value: str | None, limit: int) -> str | None:
-    """Text safe to store: PostgreSQL refuses NUL and unpaired surrogates; columns have limits."""
-    if value is None:
-        return None
-    cleaned = "".join(ch for ch in value if ch != "\x00" and not 0xD800 <= ord(ch) <= 0xDFFF)
-    return cleaned[:limit]
 
 
 def parse_request_id(raw: str | None) -> uuid.UUID | None:
@@ -123,7 +119,7 @@ def from_request(request: HttpRequest) -> RequestContext:
     return RequestContext(
         request_id=parse_request_id(request.META.get("HTTP_X_REQUEST_ID")) or uuid.uuid4(),
         ip_address=client_ip(request),
-        user_agent=clean_text(request.META.get("HTTP_USER_AGENT"), 500),
-        path=clean_text(request.path, 500),
-        method=clean_text(request.method, 10),
+        user_agent=storable(request.META.get("HTTP_USER_AGENT"), 500),
+        path=storable(request.path, 500),
+        method=storable(request.method, 10),
     )

@@ -5,9 +5,9 @@ git-ignored ``.pgdata/`` folder of the project, listens only on a unix socket th
 running between commands so that its data survives ``make run`` restarts. Production sets
 DATABASE_URL and never touches this module.
 
-    python -m config.embedded_postgres url     # start if needed, print DATABASE_URL
-    python -m config.embedded_postgres stop    # stop the server (data is kept)
-    python -m config.embedded_postgres status
+    python -m config.db.embedded_postgres url     # start if needed, print DATABASE_URL
+    python -m config.db.embedded_postgres stop    # stop the server (data is kept)
+    python -m config.db.embedded_postgres status
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import sys
 import warnings
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from config.env import BASE_DIR
+
 DATABASE_NAME = "agent_platform"
 
 # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); pgserver then uses /tmp.

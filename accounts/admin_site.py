@@ -1,6 +1,6 @@
 """The admin site: Django's, with a login that is throttled per client address and audited.
 
-Failed logins are counted per client address (``audit.context.client_ip``, which believes
+Failed logins are counted per client address (``config.context.client_ip``, which believes
 X-Forwarded-For only from TRUSTED_PROXIES) in the shared rate-limit cache. Once an address
 has failed ADMIN_LOGIN_RATE times in the window, its next attempts are refused with 429
 before any password is checked, until the window ends. A failed attempt writes a FAILED_AUTH
@@ -10,6 +10,8 @@ audit row, a successful one a LOGIN row, a logout a LOGOUT row.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import update_wrapper
 from typing import Any
 
 from django.conf import settings
@@ -19,11 +21,11 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
-from apikeys.throttling import hit
-from audit.context import client_ip
+from accounts.models import User
 from audit.models import AuditLog
 from audit.services import audit_log_record
-from config.rates import parse_rate
+from config.context import client_ip, expect_status
+from config.ratelimit import hit, parse_rate
 
 BLOCK_KEY = "admin-login-blocked:{address}"
 
@@ -81,8 +83,6 @@ class ThrottledAuthenticationForm(AdminAuthenticationForm):
             raise
 
     def _record_failed_attempt(self) -> None:
-        from accounts.models import User
-
         email = (self.cleaned_data.get("username") or "").strip()
         # The row names the account being tried (if there is one), never the typed text: a
         # password pasted into the email field must not land in the audit trail.
@@ -106,6 +106,18 @@ class PlatformAdminSite(admin.AdminSite):
     site_title = "Agent platform admin"
     index_title = "Users, API keys, sessions and the audit trail"
     login_form = ThrottledAuthenticationForm
+
+    def admin_view(self, view: Callable[..., HttpResponse], cacheable: bool = False) -> Callable[..., HttpResponse]:
+        """Every admin page, as Django wraps it; and every admin write is audited with the status
+        it answers: a POST that changes something succeeds with a redirect (302). Audit rows are
+        written inside the change's transaction, before the response exists."""
+
+        def audited_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method == "POST":
+                expect_status(302)
+            return view(request, *args, **kwargs)
+
+        return super().admin_view(update_wrapper(audited_view, view), cacheable)
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         response = super().login(request, extra_context)

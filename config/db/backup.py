@@ -1,7 +1,7 @@
 """Back up and restore the configured database with pg_dump and pg_restore (custom format).
 
-    python -m config.backup dump [--dir backups] [--output FILE]   # make backup
-    python -m config.backup restore FILE [--clean]                 # make restore FILE=... [CLEAN=1]
+    python -m config.db.backup dump [--dir backups] [--output FILE]   # make backup
+    python -m config.db.backup restore FILE [--clean]                 # make restore FILE=... [CLEAN=1]
 
 The database is the one the service uses: DATABASE_URL (from the environment or .env), else
 the embedded PostgreSQL under .pgdata/ (started if needed), exactly as config/settings.py
@@ -39,7 +39,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from config.env import BASE_DIR
 
 # Relations a freshly created database does not have.
 _USER_RELATIONS_SQL = """
@@ -78,14 +78,12 @@ class Target:
 
 def resolve_target() -> Target:
     """DATABASE_URL from the environment or .env, else the embedded server (as settings do)."""
-    import environ
+    from config.env import env  # reads .env; loads no Django settings
 
-    if (BASE_DIR / ".env").is_file():
-        environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
-    url = os.environ.get("DATABASE_URL", "").strip()
+    url = env.str("DATABASE_URL", default="").strip()
     embedded = not url
     if embedded:
-        from config import embedded_postgres
+        from config.db import embedded_postgres
 
         url = embedded_postgres.ensure_running()
     return target_for_url(url, embedded=embedded)
@@ -116,7 +114,7 @@ def client_version(program: Path | str) -> int:
 
 def _embedded_program(program: str) -> Path | None:
     try:
-        from config.embedded_postgres import bin_dir
+        from config.db.embedded_postgres import bin_dir
 
         path = bin_dir() / program
     except ImportError:  # pgserver not installed (a production image may leave it out)
@@ -218,7 +216,7 @@ def restore(target: Target, *, file: Path, clean: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m config.backup", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m config.db.backup", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     dump_parser = commands.add_parser("dump", help="pg_dump the configured database (custom format)")
     dump_parser.add_argument("--dir", type=Path, default=BASE_DIR / "backups", help="where to write (default backups/)")

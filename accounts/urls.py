@@ -1,0 +1,9 @@
+from rest_framework.routers import DefaultRouter
+
+from accounts.views import UserViewSet
+
+router = DefaultRouter()
+router.include_root_view = False
+router.register("users", UserViewSet, basename="user")
+
+urlpatterns = router.urls

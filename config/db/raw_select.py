@@ -1,0 +1,125 @@
+"""Building blocks for the few hand-written statements: SQL text built once per process from
+the models' own metadata, values always bound as parameters, rows turned back into ordinary
+model instances.
+
+Why hand-written at all: the ORM compiles every query to SQL on each execution, and for a
+one-row lookup by primary key that costs more Python time than the round trip to PostgreSQL
+(``bench/profile.py`` showed it on the key-and-owner lookup of every request, one session's
+fetch, and message pages). The statements themselves live in each app's ``queries.py`` (reads)
+or model manager (writes), each tested against the queryset it stands in for.
+
+* ``ModelColumns``: a model's concrete columns, qualified by its table name, and how a row of
+  them becomes an instance (the same converters and ``Model.from_db`` the ORM uses).
+* ``where_sql``: a ``Q`` compiled to SQL by the ORM itself, so a rule such as "a live row" or
+  "an active session" is written once, as a ``Q``, and hand-written statements embed it.
+* ``select_one`` / ``select_all``: run a SELECT over some ``ModelColumns`` and load the rows.
+* ``distinct_values``: the distinct values of an indexed column by a loose index scan.
+
+Nothing here is a prepared statement: the text is built once, the server parses it each time
+(psycopg may prepare it after repeated use, as it does for every query).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Field, Model, Q, QuerySet
+from django.db.models.sql import Query
+
+
+class ModelColumns:
+    """All concrete columns of one model, as ``"table"."column"``, and how to load a row of them."""
+
+    def __init__(self, model: type[Model]) -> None:
+        connection = connections[DEFAULT_DB_ALIAS]
+        self.model = model
+        self.table = connection.ops.quote_name(model._meta.db_table)
+        fields: list[Field[Any, Any]] = list(model._meta.concrete_fields)
+        self.attnames = [field.attname for field in fields]
+        self.columns = [f"{self.table}.{connection.ops.quote_name(field.column)}" for field in fields]
+        self.converters: list[tuple[Field[Any, Any], list[Callable[..., Any]]]] = [
+            (field, field.get_db_converters(connection)) for field in fields
+        ]
+
+    def column(self, field_name: str) -> str:
+        """A field's column, qualified by the table: ``"sessions"."user_id"`` for ``user``."""
+        quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+        return f"{self.table}.{quote(self.model._meta.get_field(field_name).column)}"
+
+    @property
+    def select_list(self) -> str:
+        return ", ".join(self.columns)
+
+    def load(self, values: Sequence[Any]) -> Model:
+        connection = connections[DEFAULT_DB_ALIAS]
+        converted = []
+        for value, (field, converters) in zip(values, self.converters, strict=True):
+            for converter in converters:
+                value = converter(value, field, connection)
+            converted.append(value)
+        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, converted)
+
+
+def where_sql(model: type[Model], condition: Q) -> tuple[str, list[Any]]:
+    """``condition`` as the ORM compiles it for ``model``'s table: SQL with ``%s`` placeholders
+    and their values. Columns come qualified by the table name, so the fragment fits any
+    statement that names the table unaliased. Conditions that need a join are refused."""
+    query = Query(model)
+    query.add_q(condition)
+    if len(query.alias_map) > 1:
+        raise ValueError(f"{condition!r} needs a join; write it against one table")
+    compiler = query.get_compiler(DEFAULT_DB_ALIAS)
+    sql, params = compiler.compile(query.where)
+    return sql, list(params)
+
+
+def select_one(sql: str, params: Sequence[Any], shapes: Sequence[ModelColumns]) -> list[Model] | None:
+    """Run a one-row SELECT whose columns are ``shapes``' columns in order; None if no row."""
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instances, start = [], 0
+    for shape in shapes:
+        end = start + len(shape.columns)
+        instances.append(shape.load(row[start:end]))
+        start = end
+    return instances
+
+
+def select_all(sql: str, params: Sequence[Any], shape: ModelColumns) -> list[Model]:
+    """Run a SELECT whose columns are ``shape``'s columns; one instance per row, in order."""
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [shape.load(row) for row in rows]
+
+
+def distinct_values(queryset: QuerySet[Any], column: str, *, limit: int) -> list[Any]:
+    """The distinct non-NULL values of an indexed column of ``queryset``'s table, ascending, at
+    most ``limit``: the same as ``values_list(column, flat=True).distinct()`` over the whole table.
+
+    ``SELECT DISTINCT`` reads every row (PostgreSQL 16 has no skip scan); this walks the column's
+    B-tree index from one value to the next instead: one index probe per value. Filters on
+    ``queryset`` are ignored: it names the table, not the rows.
+    """
+    model = queryset.model
+    connection = connections[queryset.db]
+    table = connection.ops.quote_name(model._meta.db_table)
+    name = connection.ops.quote_name(model._meta.get_field(column).column)
+    sql = f"""
+        WITH RECURSIVE walk(value, n) AS (
+            (SELECT {name}, 1 FROM {table} WHERE {name} IS NOT NULL ORDER BY {name} LIMIT 1)
+            UNION ALL
+            SELECT (SELECT {name} FROM {table} WHERE {name} > walk.value ORDER BY {name} LIMIT 1), walk.n + 1
+              FROM walk
+             WHERE walk.value IS NOT NULL AND walk.n < %s
+        )
+        SELECT value FROM walk WHERE value IS NOT NULL
+    """  # noqa: S608  (identifiers come from model metadata, quoted)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [limit])
+        return [row[0] for row in cursor.fetchall()]
