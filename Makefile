@@ -47,9 +47,10 @@ bench: $(VENV)/.dev ## Load and cost-growth benchmarks with wrk (bench/README.md
 profile: $(VENV)/.dev ## Per-request cost of each benchmark scenario, in process, with pyinstrument call trees
 	$(PY) bench/profile.py $(PROFILE_ARGS)
 
-lint: $(VENV)/.dev
+lint: $(VENV)/.dev ## ruff (lint and format) and mypy (types), as CI runs them
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	SECRET_KEY=mypy-only DATABASE_URL=postgresql://mypy@127.0.0.1:1/unused $(VENV)/bin/mypy
 
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix .

@@ -10,6 +10,7 @@ import contextlib
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.forms import ReadOnlyPasswordHashWidget
@@ -25,15 +26,16 @@ from django.utils.safestring import SafeString
 
 from accounts import services
 from accounts.admin_forms import PasswordChangeForm, UserChangeForm, UserCreationForm
-from accounts.models import User
+from accounts.authentication import acting_user
+from accounts.models import User, UserQuerySet
 from accounts.roles import Role
 from config.admin.filters import SoftDeleteFilter
-from config.admin.services import ServiceAdminMixin, adopt, run_for_each
+from config.admin.services import ServiceModelAdmin, adopt, run_for_each
 from config.errors import DomainError
 
 # Our User.groups are directory group names, not Django's permission groups, which nothing
 # here uses: their admin page would only mislead.
-with contextlib.suppress(admin.sites.NotRegistered):
+with contextlib.suppress(NotRegistered):
     admin.site.unregister(Group)
 
 EDITABLE = ("email", "name", "provider", "provider_user_id", "roles", "groups", "is_active", "is_staff", "is_superuser")
@@ -43,10 +45,10 @@ class RoleFilter(admin.SimpleListFilter):
     title = "role"
     parameter_name = "role"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
         return list(Role.choices)
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(self, request: HttpRequest, queryset: Any) -> UserQuerySet:
         value = self.value()
         if value in Role.values:
             return queryset.with_role(value)  # roles @> '["x"]', served by the GIN index
@@ -54,7 +56,7 @@ class RoleFilter(admin.SimpleListFilter):
 
 
 @admin.register(User)
-class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class UserAdmin(ServiceModelAdmin[User]):
     form = UserChangeForm
     add_form = UserCreationForm
     list_display = (
@@ -101,7 +103,7 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     # --- form ---
 
-    def get_fieldsets(self, request: HttpRequest, obj: User | None = None) -> list[tuple[str | None, dict[str, Any]]]:
+    def get_fieldsets(self, request: HttpRequest, obj: User | None = None) -> Any:
         superuser = request.user.is_superuser
         if obj is None:
             return [
@@ -142,7 +144,7 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
         data = form.cleaned_data
         if not change:
             created = services.user_create(
-                actor=request.user,
+                actor=acting_user(request),
                 email=data["email"],
                 name=data["name"],
                 provider=data["provider"],
@@ -160,7 +162,7 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if "is_superuser" in changed and not request.user.is_superuser:
             raise PermissionDenied
         if changed:
-            adopt(obj, services.user_update(actor=request.user, user=obj, **changed))
+            adopt(obj, services.user_update(actor=acting_user(request), user=obj, **changed))
 
     # --- list columns and read-only fields ---
 
@@ -200,7 +202,7 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
         run_for_each(
             request,
             queryset,
-            lambda user: services.user_set_active(actor=request.user, user=user, active=True),
+            lambda user: services.user_set_active(actor=acting_user(request), user=user, active=True),
             done="Activated",
             noun=("user", "users"),
             skip=lambda user: "already active." if user.is_active else None,
@@ -211,7 +213,7 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
         run_for_each(
             request,
             queryset,
-            lambda user: services.user_set_active(actor=request.user, user=user, active=False),
+            lambda user: services.user_set_active(actor=acting_user(request), user=user, active=False),
             done="Deactivated",
             noun=("user", "users"),
             skip=lambda user: "already inactive." if not user.is_active else None,
@@ -222,7 +224,7 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
         run_for_each(
             request,
             queryset,
-            lambda user: services.user_soft_delete(actor=request.user, user=user),
+            lambda user: services.user_soft_delete(actor=acting_user(request), user=user),
             done="Soft-deleted",
             noun=("user", "users"),
         )
@@ -232,7 +234,7 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
         run_for_each(
             request,
             queryset,
-            lambda user: services.user_restore(actor=request.user, user=user),
+            lambda user: services.user_restore(actor=acting_user(request), user=user),
             done="Restored",
             noun=("user", "users"),
         )
@@ -271,7 +273,7 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 updated = services.user_set_password(
-                    actor=request.user, user=user, password=form.cleaned_data["password1"]
+                    actor=acting_user(request), user=user, password=form.cleaned_data["password1"]
                 )
             except DomainError as exc:
                 form.add_error("password1", exc.message)
@@ -285,7 +287,7 @@ class UserAdmin(ServiceAdminMixin, admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": f"{'Change' if user.has_usable_password() else 'Set'} password: {user.email}",
             "form": form,
-            "adminForm": admin.helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {}),
+            "adminForm": admin.helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {}),  # type: ignore[arg-type]
             "opts": self.opts,
             "original": user,
             "is_popup": False,

@@ -36,7 +36,7 @@ class GroupsField(forms.CharField):
             return "\n".join(str(v) for v in value)
         return value
 
-    def to_python(self, value: Any) -> list[str]:
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]  # a list field on a textarea
         lines = [str(v) for v in value] if isinstance(value, (list, tuple)) else (value or "").splitlines()
         groups: list[str] = []
         for line in lines:
@@ -96,7 +96,7 @@ class UserCreationForm(UserChangeForm):
         fields = [*UserChangeForm.Meta.fields]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         password1, password2 = cleaned.get("password1"), cleaned.get("password2")
         if password1 or password2:
             if password1 != password2:

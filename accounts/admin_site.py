@@ -10,7 +10,6 @@ audit row, a successful one a LOGIN row, a logout a LOGOUT row.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from functools import update_wrapper
 from typing import Any
 
@@ -20,6 +19,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from accounts.models import User
 from audit.models import AuditLog
@@ -72,6 +72,7 @@ class ThrottledAuthenticationForm(AdminAuthenticationForm):
     throttled_for = 0
 
     def clean(self) -> dict[str, Any]:
+        assert self.request is not None, "the admin passes the request to its login form"
         wait = blocked_for(self.request)
         if wait:
             self.throttled_for = wait
@@ -95,6 +96,7 @@ class ThrottledAuthenticationForm(AdminAuthenticationForm):
             metadata={"channel": "admin"},
             response_status=200,
         )
+        assert self.request is not None
         wait = record_failure(self.request)
         if wait:
             self.throttled_for = wait
@@ -107,7 +109,7 @@ class PlatformAdminSite(admin.AdminSite):
     index_title = "Users, API keys, sessions and the audit trail"
     login_form = ThrottledAuthenticationForm
 
-    def admin_view(self, view: Callable[..., HttpResponse], cacheable: bool = False) -> Callable[..., HttpResponse]:
+    def admin_view(self, view: Any, cacheable: bool = False) -> Any:
         """Every admin page, as Django wraps it; and every admin write is audited with the status
         it answers: a POST that changes something succeeds with a redirect (302). Audit rows are
         written inside the change's transaction, before the response exists."""
@@ -140,7 +142,7 @@ class PlatformAdminSite(admin.AdminSite):
             response["Retry-After"] = str(wait)
         return response
 
-    def logout(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def logout(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         user = request.user
         if request.method == "POST" and user.is_authenticated:
             audit_log_record(

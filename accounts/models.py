@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import Any, ClassVar, Self, cast
 
 from django.apps import apps
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
@@ -80,13 +80,17 @@ class UserQuerySet(SoftDeleteQuerySet):
         return self.filter(groups__contains=[group])
 
 
-class UserManager(BaseUserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
+_UserManagerBase = BaseUserManager.from_queryset(UserQuerySet)
+AllUsersManager = models.Manager.from_queryset(UserQuerySet)
+
+
+class UserManager(_UserManagerBase):  # type: ignore[valid-type,misc]  # the plugin reads from_queryset on Manager only
     """Default manager: live (not soft-deleted) users, and the factory methods createsuperuser uses."""
 
     use_in_migrations = True
 
     def get_queryset(self) -> UserQuerySet:
-        return super().get_queryset().filter(LIVE)
+        return cast(UserQuerySet, super().get_queryset().filter(LIVE))
 
     def get_by_natural_key(self, username: str | None) -> User:
         return self.get_queryset().with_email(username or "").get()
@@ -132,8 +136,8 @@ class User(UUIDTimestampedModel, SoftDeleteModel, AbstractBaseUser, PermissionsM
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False, help_text="May log into the admin site.")
 
-    objects = UserManager()
-    all_objects = models.Manager.from_queryset(UserQuerySet)()
+    objects: ClassVar[UserManager] = UserManager()
+    all_objects: ClassVar[AllUsersManager] = AllUsersManager()  # soft-deleted users too
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"

@@ -235,13 +235,21 @@ def user_restore(*, actor: User | None, user: User) -> User:
 # --- purge (management command) ---------------------------------------------------------------
 
 
+def _owned_models() -> tuple[Any, Any, Any]:
+    """The models whose rows a user's hard delete cascades to, found through the relations that
+    point at users (the keys' and sessions' own foreign keys), not by importing those apps:
+    (API keys, sessions, the sessions' messages)."""
+    keys = User._meta.get_field("api_keys").related_model
+    sessions = User._meta.get_field("agent_sessions").related_model
+    messages = sessions._meta.get_field("messages").related_model  # type: ignore[union-attr]
+    return keys, sessions, messages
+
+
 @transaction.atomic
 def _user_purge_batch(
     *, deleted_before: datetime, after: uuid.UUID | None, batch_size: int
 ) -> tuple[list[uuid.UUID], Counter[str]]:
-    from agent_sessions.models import Message, Session
-    from apikeys.models import APIKey
-
+    APIKey, Session, Message = _owned_models()
     candidates = User.all_objects.filter(deleted_at__lt=deleted_before).order_by("pk")
     if after is not None:
         candidates = candidates.filter(pk__gt=after)
@@ -304,9 +312,7 @@ def user_purge_deleted(
     ``batch_size`` users commits on its own; ``progress`` gets the running totals.
     """
     if dry_run:
-        from agent_sessions.models import Session
-        from apikeys.models import APIKey
-
+        APIKey, Session, _ = _owned_models()
         doomed = User.all_objects.filter(deleted_at__lt=deleted_before)
         sessions = Session.all_objects.filter(user__in=doomed.values("pk")).aggregate(
             sessions=Count("pk"), messages=Sum("total_messages", default=0)

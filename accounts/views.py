@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import django_filters
@@ -11,11 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import services
-from accounts.models import User
+from accounts.authentication import acting_user
+from accounts.models import User, UserQuerySet
 from accounts.roles import Role
 from accounts.serializers import UserCreateSerializer, UserOutputSerializer, UserUpdateSerializer
-from apikeys.permissions import HasScopeForMethod, IsPlatformAdmin
 from config.api.filters import FilterBackend, StrictBooleanField, StrictBooleanFilter
+from config.api.permissions import HasScopeForMethod, IsPlatformAdmin
 from config.api.schema import error_responses
 from config.api.viewsets import ServiceViewSet
 
@@ -33,10 +35,10 @@ class UserFilter(django_filters.FilterSet):
         model = User
         fields = ["role", "group", "provider", "is_active", "deleted"]
 
-    def filter_role(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+    def filter_role(self, queryset: UserQuerySet, name: str, value: str) -> UserQuerySet:
         return queryset.with_role(value)
 
-    def filter_group(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+    def filter_group(self, queryset: UserQuerySet, name: str, value: str) -> UserQuerySet:
         return queryset.in_group(value)
 
     # A method filter hides its type from the schema; say it here, description included.
@@ -68,7 +70,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewS
     def get_queryset(self) -> QuerySet[User]:
         return User.all_objects.order_by("-created_at")
 
-    def filter_queryset(self, queryset: QuerySet[User]) -> QuerySet[User]:
+    def filter_queryset(self, queryset: Any) -> Any:
         queryset = super().filter_queryset(queryset)
         if self.action == "list":
             # Already validated by the filterset: true, false, or absent.
@@ -76,7 +78,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewS
             queryset = queryset.filter(deleted_at__isnull=not deleted)
         return queryset
 
-    def get_permissions(self) -> list[Any]:
+    def get_permissions(self) -> Sequence[Any]:
         if self.action == "me":
             return [HasScopeForMethod()]
         return super().get_permissions()
@@ -89,7 +91,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewS
     def create(self, request: Request) -> Response:
         serializer = UserCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.user_create(actor=request.user, **serializer.validated_data)
+        user = services.user_create(actor=acting_user(request), **serializer.validated_data)
         return self.respond(UserOutputSerializer(user).data)
 
     @extend_schema(
@@ -101,7 +103,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewS
         user = self.get_object()
         serializer = UserUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.user_update(actor=request.user, user=user, **serializer.validated_data)
+        user = services.user_update(actor=acting_user(request), user=user, **serializer.validated_data)
         return self.respond(UserOutputSerializer(user).data)
 
     @extend_schema(
@@ -109,7 +111,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewS
         responses={204: OpenApiResponse(description="Deleted"), **error_responses(400, 401, 403, 404, 409, 429)},
     )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        services.user_soft_delete(actor=request.user, user=self.get_object())
+        services.user_soft_delete(actor=acting_user(request), user=self.get_object())
         return self.respond()
 
     @extend_schema(
@@ -119,7 +121,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewS
     )
     @action(detail=True, methods=["post"])
     def restore(self, request: Request, pk: str | None = None) -> Response:
-        user = services.user_restore(actor=request.user, user=self.get_object())
+        user = services.user_restore(actor=acting_user(request), user=self.get_object())
         return self.respond(UserOutputSerializer(user).data)
 
     @extend_schema(

@@ -24,13 +24,14 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from accounts.authentication import acting_user
 from agent_sessions import services
 from agent_sessions.models import Message, Session
 from agent_sessions.queries import agent_ids
 from config.admin.display import pretty_json
 from config.admin.filters import DistinctValuesFilter, SoftDeleteFilter
 from config.admin.pagination import EstimatedCountPaginator
-from config.admin.services import ServiceAdminMixin, adopt, run_for_each
+from config.admin.services import ServiceModelAdmin, adopt, run_for_each
 
 MESSAGES_PER_PAGE = 50
 PREVIEW_CHARS = 2_000
@@ -46,7 +47,7 @@ class AgentFilter(DistinctValuesFilter):
 
 
 @admin.register(Session)
-class SessionAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class SessionAdmin(ServiceModelAdmin[Session]):
     list_display = (
         "title",
         "status",
@@ -108,7 +109,9 @@ class SessionAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def save_with_service(self, request: HttpRequest, obj: Session, form: ModelForm, change: bool) -> None:
         if "title" in form.changed_data:
-            adopt(obj, services.session_update(actor=request.user, session=obj, title=form.cleaned_data["title"]))
+            adopt(
+                obj, services.session_update(actor=acting_user(request), session=obj, title=form.cleaned_data["title"])
+            )
 
     # --- columns and read-only fields ---
 
@@ -133,7 +136,7 @@ class SessionAdmin(ServiceAdminMixin, admin.ModelAdmin):
             request,
             queryset,
             lambda session: services.session_cancel(
-                actor=request.user, session=session, reason="Cancelled by staff in the admin."
+                actor=acting_user(request), session=session, reason="Cancelled by staff in the admin."
             ),
             done="Cancelled",
             noun=("session", "sessions"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from django.conf import settings
 from django.db import connections, models, router, transaction
@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from config.db.expressions import jsonb_merge
 from config.db.models import UUIDTimestampedModel
-from config.db.raw_select import ModelColumns, where_sql
+from config.db.raw_select import ModelColumns, column_name, where_sql
 from config.db.soft_delete import LIVE, SoftDeleteManager, SoftDeleteModel, SoftDeleteQuerySet
 from config.errors import InvalidInput, StateConflict
 
@@ -58,8 +58,11 @@ class SessionQuerySet(SoftDeleteQuerySet):
         return self.filter(ACTIVE)
 
 
-class SessionManager(SoftDeleteManager.from_queryset(SessionQuerySet)):  # type: ignore[misc]
+class SessionManager(SoftDeleteManager.from_queryset(SessionQuerySet)):  # type: ignore[misc]  # the plugin reads from_queryset on Manager only
     """Live sessions (``Session.all_objects`` has the soft-deleted ones too)."""
+
+
+AllSessionsManager = models.Manager.from_queryset(SessionQuerySet)
 
 
 class Session(UUIDTimestampedModel, SoftDeleteModel):
@@ -83,8 +86,8 @@ class Session(UUIDTimestampedModel, SoftDeleteModel):
     last_activity_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True, db_comment="NULL = never expires")
 
-    objects = SessionManager()
-    all_objects = models.Manager.from_queryset(SessionQuerySet)()
+    objects: ClassVar[SessionManager] = SessionManager()
+    all_objects: ClassVar[AllSessionsManager] = AllSessionsManager()  # soft-deleted sessions too
 
     class Meta:
         db_table = "sessions"
@@ -299,12 +302,9 @@ def _append_statement(*, owned: bool) -> tuple[str, tuple[Any, ...]]:
     The ORM twin (filter ACTIVE, update the counters, create the Message) is held against it in
     tests/agent_sessions/test_queries.py.
     """
-    quote = connections[router.db_for_write(Message)].ops.quote_name
     s, m = ModelColumns(Session), ModelColumns(Message)
     active, active_params = where_sql(Session, ACTIVE)
-
-    def col(model: type[models.Model], name: str) -> str:
-        return quote(model._meta.get_field(name).column)
+    col = column_name
 
     inserted = ["id", "session", "sequence", "role", "content", "tool_calls", "metadata", "token_count", "created_at"]
     owner_clause = f"AND {s.column('user')} = %s" if owned else ""

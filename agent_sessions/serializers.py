@@ -37,14 +37,14 @@ class SessionOutputSerializer(FrozenFieldsModelSerializer):
 class SessionCreateSerializer(serializers.Serializer):
     agent_id = StrictCharField(max_length=255, min_length=1)
     title = StrictCharField(max_length=500, min_length=1)
-    context = JSONObjectField(required=False, default=dict)
+    context = JSONObjectField(required=False, default=dict)  # type: ignore[assignment]  # a field named like Field.context
     metadata = JSONObjectField(required=False, default=dict)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
 class SessionUpdateSerializer(serializers.Serializer):
     title = StrictCharField(max_length=500, min_length=1, required=False)
-    context = JSONObjectField(required=False, help_text="Keys merged into the session's context.")
+    context = JSONObjectField(required=False, help_text="Keys merged into the session's context.")  # type: ignore[assignment]
     metadata = JSONObjectField(required=False, help_text="Keys merged into the session's metadata.")
 
 

@@ -76,7 +76,11 @@ def session_update(
     """Change the title; merge keys into context and metadata (not replace). One audit row with
     what changed; nothing written when nothing would change."""
     session = Session.objects.select_for_update().get(pk=session.pk)
-    before = {"title": session.title, "context": dict(session.context), "metadata": dict(session.metadata)}
+    before: dict[str, Any] = {
+        "title": session.title,
+        "context": dict(session.context),
+        "metadata": dict(session.metadata),
+    }
     changes: dict[str, Any] = {}
     if title is not None and title != session.title:
         changes["title"] = title
@@ -327,7 +331,7 @@ def _session_purge_batch(
     _, deleted = Session.all_objects.filter(pk__in=ids).hard_delete()
     counts["session"] = deleted.get(Session._meta.label, 0)
     counts["message"] = deleted.get(Message._meta.label, 0)
-    audit_log_purged(resource_type=RESOURCE, rows=rows)
+    audit_log_purged(resource_type=RESOURCE, rows=rows)  # deleted_at is set: these were soft-deleted
     return ids, counts
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import django_filters
@@ -14,6 +15,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.authentication import acting_user
 from accounts.models import User
 from agent_sessions import services
 from agent_sessions.models import Message, Session
@@ -30,9 +32,9 @@ from agent_sessions.serializers import (
     SessionTransferSerializer,
     SessionUpdateSerializer,
 )
-from apikeys.permissions import IsPlatformAdmin, is_admin_request
 from config.api.filters import FilterBackend
 from config.api.pagination import ValidatedCursorPagination
+from config.api.permissions import IsPlatformAdmin, is_admin_request
 from config.api.schema import error_responses
 from config.api.viewsets import ServiceAPIView, ServiceViewSet
 
@@ -52,7 +54,7 @@ class SessionOrdering(filters.OrderingFilter):
 
     ordering_fields = ["last_activity_at", "created_at"]
 
-    def remove_invalid_fields(self, queryset: QuerySet, fields: list[str], view: Any, request: Request) -> list[str]:
+    def remove_invalid_fields(self, queryset: Any, fields: Any, view: Any, request: Request) -> list[str]:
         valid = super().remove_invalid_fields(queryset, fields, view, request)
         if len(valid) != len(fields):
             raise ValidationError(
@@ -118,7 +120,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVi
         self.check_object_permissions(self.request, session)
         return session
 
-    def get_permissions(self) -> list[Any]:
+    def get_permissions(self) -> Sequence[Any]:
         if self.action == "transfer":
             return [IsPlatformAdmin()]
         return super().get_permissions()
@@ -131,7 +133,9 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVi
     def create(self, request: Request) -> Response:
         serializer = SessionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        session = services.session_create(actor=request.user, owner=request.user, **serializer.validated_data)
+        session = services.session_create(
+            actor=acting_user(request), owner=acting_user(request), **serializer.validated_data
+        )
         return self.respond(SessionOutputSerializer(session).data)
 
     @extend_schema(
@@ -143,7 +147,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVi
         session = self.get_object()
         serializer = SessionUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        session = services.session_update(actor=request.user, session=session, **serializer.validated_data)
+        session = services.session_update(actor=acting_user(request), session=session, **serializer.validated_data)
         return self.respond(SessionOutputSerializer(session).data)
 
     @extend_schema(
@@ -151,7 +155,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVi
         responses={204: OpenApiResponse(description="Deleted"), **error_responses(401, 403, 404, 429)},
     )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        services.session_soft_delete(actor=request.user, session=self.get_object())
+        services.session_soft_delete(actor=acting_user(request), session=self.get_object())
         return self.respond()
 
     def _lifecycle(self, request: Request, serializer_class: type, run: Any) -> Response:
@@ -171,7 +175,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVi
         return self._lifecycle(
             request,
             SessionCompleteSerializer,
-            lambda s, d: services.session_complete(actor=request.user, session=s, reason=d["reason"] or None),
+            lambda s, d: services.session_complete(actor=acting_user(request), session=s, reason=d["reason"] or None),
         )
 
     @extend_schema(
@@ -184,7 +188,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVi
         return self._lifecycle(
             request,
             SessionFailSerializer,
-            lambda s, d: services.session_fail(actor=request.user, session=s, error=d["error"] or None),
+            lambda s, d: services.session_fail(actor=acting_user(request), session=s, error=d["error"] or None),
         )
 
     @extend_schema(
@@ -197,7 +201,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVi
         return self._lifecycle(
             request,
             SessionCancelSerializer,
-            lambda s, d: services.session_cancel(actor=request.user, session=s, reason=d["reason"] or None),
+            lambda s, d: services.session_cancel(actor=acting_user(request), session=s, reason=d["reason"] or None),
         )
 
     @extend_schema(
@@ -211,7 +215,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVi
         serializer = SessionTransferSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         new_owner = get_object_or_404(User.objects.all(), pk=serializer.validated_data["user"])
-        session = services.session_transfer(actor=request.user, session=session, new_owner=new_owner)
+        session = services.session_transfer(actor=acting_user(request), session=session, new_owner=new_owner)
         return self.respond(SessionOutputSerializer(session).data)
 
     @extend_schema(
@@ -221,7 +225,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVi
     )
     @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
     def stats(self, request: Request) -> Response:
-        user = request.user
+        user = acting_user(request)
         requested = request.query_params.get("user")
         if requested:
             try:
@@ -264,7 +268,8 @@ class SessionMessagesView(ServiceAPIView):
     def get(self, request: Request, session_pk: uuid.UUID) -> Response:
         # The session's messages, scoped like _owned_sessions(), through SQL compiled once.
         owner_id = None if is_admin_request(request) else request.user.pk
-        page = self.paginate_queryset(MessagePage(session_id=session_pk, owner_id=owner_id))
+        # MessagePage answers what the cursor pagination asks of a queryset (agent_sessions.queries).
+        page: list[Any] | None = self.paginate_queryset(MessagePage(session_id=session_pk, owner_id=owner_id))  # type: ignore[arg-type]
         if not page and not _owned_sessions(request).filter(pk=session_pk).exists():
             raise Http404
         return self.get_paginated_response(MessageOutputSerializer(page, many=True).data)

@@ -27,10 +27,12 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from accounts.authentication import acting_user
 from accounts.models import User
 from apikeys import services
 from apikeys.models import APIKey
-from config.admin.services import ServiceAdminMixin, ServiceModelForm, adopt, run_for_each
+from config.admin.services import ServiceModelAdmin, ServiceModelForm, adopt, run_for_each
+from config.api.permissions import scopes_for
 
 REVEAL_SESSION_PREFIX = "apikeys.admin.reveal."
 # A raw key not picked up within this time (the page never loaded) is dropped.
@@ -132,7 +134,7 @@ class RotateForm(forms.Form):
 
 
 @admin.register(APIKey)
-class APIKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class APIKeyAdmin(ServiceModelAdmin[APIKey]):
     form = APIKeyCreateForm
     list_display = (
         "name",
@@ -186,11 +188,11 @@ class APIKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return self.has_add_permission(request) and self.has_change_permission(request)
 
     def get_autocomplete_fields(self, request: HttpRequest) -> tuple[str, ...]:
-        return ("user",) if request.user.is_platform_admin else ()
+        return ("user",) if acting_user(request).is_platform_admin else ()
 
     # --- the add form; the change page is read-only ---
 
-    def get_fields(self, request: HttpRequest, obj: APIKey | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: APIKey | None = None) -> Any:
         if obj is None:
             return ["user", "name", "scopes", "rate_limit_tier", "expires_at"]
         return list(self.readonly_on_change)
@@ -206,13 +208,14 @@ class APIKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "user":
             owners = User.objects.filter(is_active=True)
-            if not request.user.is_platform_admin:
-                owners = owners.filter(pk=request.user.pk)
-                kwargs["initial"] = request.user.pk
+            staff = acting_user(request)
+            if not staff.is_platform_admin:
+                owners = owners.filter(pk=staff.pk)
+                kwargs["initial"] = staff.pk
             kwargs["queryset"] = owners
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def render_change_form(
+    def render_change_form(  # type: ignore[override]  # passes form_url and obj through kwargs
         self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False, **kwargs: Any
     ) -> HttpResponse:
         if not add:
@@ -227,8 +230,8 @@ class APIKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
             return  # the change page has no editable fields
         data = form.cleaned_data
         api_key, raw = services.api_key_create(
-            actor=request.user,
-            actor_scopes=services.allowed_scopes(request.user),
+            actor=acting_user(request),
+            actor_scopes=scopes_for(request.user),
             owner=data["user"],
             name=data["name"],
             scopes=data["scopes"],
@@ -236,7 +239,7 @@ class APIKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
             expires_at=data.get("expires_at"),
         )
         adopt(obj, api_key)
-        obj._raw_key_for_reveal = raw  # read once by response_add, then gone with the request
+        obj._raw_key_for_reveal = raw  # type: ignore[attr-defined]  # read once by response_add, then gone
 
     def response_add(self, request: HttpRequest, obj: APIKey, post_url_continue: str | None = None) -> HttpResponse:
         raw = obj.__dict__.pop("_raw_key_for_reveal", None)
@@ -270,7 +273,7 @@ class APIKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
         run_for_each(
             request,
             keys,
-            lambda key: services.api_key_revoke(actor=request.user, api_key=key),
+            lambda key: services.api_key_revoke(actor=acting_user(request), api_key=key),
             done="Revoked",
             noun=("API key", "API keys"),
             skip=lambda key: "already revoked." if key.deleted_at is not None else None,
@@ -288,7 +291,7 @@ class APIKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
         def rotate(key: APIKey) -> None:
             new, raw, old = services.api_key_rotate(
-                actor=request.user, api_key=key, grace_period=timedelta(seconds=grace) if grace else None
+                actor=acting_user(request), api_key=key, grace_period=timedelta(seconds=grace) if grace else None
             )
             revealed.append(reveal_item(new, raw, replaces=old))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Self
+from typing import ClassVar, Self
 
 from django.conf import settings
 from django.db import models
@@ -13,18 +13,13 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from apikeys import keys
+from config.api.permissions import Scope
 from config.db.models import UUIDTimestampedModel
 from config.db.soft_delete import LIVE, SoftDeleteManager, SoftDeleteModel, SoftDeleteQuerySet
 
 # last_used_at is written at most this often per key, so a steady stream of requests does not
 # turn every read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-class Scope(models.TextChoices):
-    READ = "read", "Read"
-    WRITE = "write", "Write"
-    ADMIN = "admin", "Admin"
 
 
 class Tier(models.TextChoices):
@@ -70,7 +65,11 @@ class APIKeyQuerySet(SoftDeleteQuerySet):
     revoke.queryset_only = True  # type: ignore[attr-defined]
 
 
-class APIKeyManager(SoftDeleteManager.from_queryset(APIKeyQuerySet)):  # type: ignore[misc]
+_APIKeyManagerBase = SoftDeleteManager.from_queryset(APIKeyQuerySet)
+AllAPIKeysManager = models.Manager.from_queryset(APIKeyQuerySet)
+
+
+class APIKeyManager(_APIKeyManagerBase):  # type: ignore[valid-type,misc]  # the plugin reads from_queryset on Manager only
     def create_key(
         self,
         *,
@@ -117,8 +116,8 @@ class APIKey(UUIDTimestampedModel, SoftDeleteModel):
     expires_at = models.DateTimeField(null=True, blank=True, db_comment="NULL = never expires")
     last_used_at = models.DateTimeField(null=True, blank=True)
 
-    objects = APIKeyManager()
-    all_objects = models.Manager.from_queryset(APIKeyQuerySet)()
+    objects: ClassVar[APIKeyManager] = APIKeyManager()
+    all_objects: ClassVar[AllAPIKeysManager] = AllAPIKeysManager()  # revoked keys too
 
     class Meta:
         db_table = "api_keys"

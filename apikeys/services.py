@@ -14,19 +14,11 @@ from accounts.models import User
 from apikeys.models import APIKey
 from audit.models import AuditLog
 from audit.services import audit_log_purged, audit_log_record
+from config.api.permissions import scopes_for
 from config.db.batches import in_keyset_batches
 from config.errors import InvalidInput, StateConflict
 
 RESOURCE = "api_key"
-
-
-def allowed_scopes(owner: User) -> frozenset[str]:
-    """The scopes a key of this owner may hold, and the scopes a staff session of this user acts
-    with: admin only for platform admins."""
-    scopes = {APIKey.Scope.READ.value, APIKey.Scope.WRITE.value}
-    if owner.is_platform_admin:
-        scopes.add(APIKey.Scope.ADMIN.value)
-    return frozenset(scopes)
 
 
 # --- who may do what to whom: the API, the admin and the commands all meet these here ------
@@ -53,7 +45,7 @@ def _clean_scopes(owner: User, scopes: Iterable[str], actor_scopes: Iterable[str
             raise InvalidInput(
                 f"This key cannot grant scopes it does not hold: {', '.join(sorted(escalated))}.", field="scopes"
             )
-    forbidden = [s for s in cleaned if s not in allowed_scopes(owner)]
+    forbidden = [s for s in cleaned if s not in scopes_for(owner)]
     if forbidden:
         raise InvalidInput(
             f"The owner cannot use scope(s): {', '.join(forbidden)} (admin needs an admin user).",
@@ -154,7 +146,7 @@ def api_key_rotate(
     if grace_period is not None and grace_period < timedelta(0):
         raise InvalidInput("The grace period cannot be negative.", field="grace_period_seconds")
     new_expires = now + (old.expires_at - old.created_at) if old.expires_at else None
-    scopes = [s for s in old.scopes if s in allowed_scopes(old.user)] or [APIKey.Scope.READ.value]
+    scopes = [s for s in old.scopes if s in scopes_for(old.user)] or [APIKey.Scope.READ.value]
     new, raw = APIKey.objects.create_key(
         user=old.user,
         name=old.name,

@@ -12,16 +12,17 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.authentication import acting_user
 from accounts.models import User
 from apikeys import services
 from apikeys.models import APIKey
-from apikeys.permissions import granted_scopes, is_admin_request
 from apikeys.serializers import (
     APIKeyCreatedSerializer,
     APIKeyCreateSerializer,
     APIKeyOutputSerializer,
     APIKeyRotateSerializer,
 )
+from config.api.permissions import granted_scopes, is_admin_request
 from config.api.schema import error_responses
 from config.api.viewsets import ServiceViewSet
 
@@ -36,7 +37,7 @@ class APIKeyFilter(django_filters.FilterSet):
 
 
 def _created_response(api_key: APIKey, raw: str, **extra: Any) -> dict[str, Any]:
-    api_key.key = raw
+    api_key.key = raw  # type: ignore[attr-defined]  # read by APIKeyCreatedSerializer, never saved
     for name, value in extra.items():
         setattr(api_key, name, value)
     return APIKeyCreatedSerializer(api_key).data
@@ -74,11 +75,11 @@ class APIKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVie
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         owner_id = data.pop("user", None)
-        owner = request.user
+        owner = acting_user(request)
         if owner_id is not None and is_admin_request(request):
             owner = get_object_or_404(User.objects.all(), pk=owner_id)
         api_key, raw = services.api_key_create(
-            actor=request.user, owner=owner, actor_scopes=granted_scopes(request), **data
+            actor=acting_user(request), owner=owner, actor_scopes=granted_scopes(request), **data
         )
         return self.respond(_created_response(api_key, raw))
 
@@ -87,7 +88,7 @@ class APIKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVie
         responses={204: OpenApiResponse(description="Revoked"), **error_responses(401, 403, 404, 409, 429)},
     )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        services.api_key_revoke(actor=request.user, api_key=self.get_object())
+        services.api_key_revoke(actor=acting_user(request), api_key=self.get_object())
         return self.respond()
 
     @extend_schema(
@@ -101,7 +102,7 @@ class APIKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVie
         serializer = APIKeyRotateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         grace = timedelta(seconds=serializer.validated_data["grace_period_seconds"])
-        new, raw, old = services.api_key_rotate(actor=request.user, api_key=api_key, grace_period=grace or None)
+        new, raw, old = services.api_key_rotate(actor=acting_user(request), api_key=api_key, grace_period=grace or None)
         return self.respond(
             _created_response(new, raw, rotated_from=old.pk, old_key_expires_at=old.deleted_at or old.expires_at)
         )

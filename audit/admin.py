@@ -24,6 +24,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth import get_user_model
 from django.db.models import Max, Min, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
@@ -33,7 +34,6 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
-from accounts.models import User
 from audit.models import AuditLog
 from audit.queries import periods_with_rows, resource_types
 from config.admin.display import pretty_json
@@ -46,6 +46,12 @@ RESOURCE_ADMIN = {
     "api_key": "admin:apikeys_apikey_change",
     "session": "admin:agent_sessions_session_change",
 }
+
+
+def _users() -> QuerySet[Any]:
+    """Every user, soft-deleted ones too (the trail outlives them): the user model's base
+    manager, which filters nothing."""
+    return get_user_model()._base_manager.all()
 
 
 def _is_uuid(value: str | None) -> bool:
@@ -87,7 +93,7 @@ class AuditChangeList(ChangeList):
         rows = list(self.result_list)
         ids = {row.user_id for row in rows if row.user_id}
         ids |= {row.resource_id for row in rows if row.resource_type == "user" and _is_uuid(row.resource_id)}
-        emails = {str(pk): email for pk, email in User.all_objects.filter(pk__in=ids).values_list("pk", "email")}
+        emails = {str(pk): email for pk, email in _users().filter(pk__in=ids).values_list("pk", "email")}
         for row in rows:
             row.user_emails = emails
         self.result_list = rows
@@ -153,6 +159,8 @@ class AuditChangeList(ChangeList):
                     for c in days
                 ],
             }
+        if year is None:  # a month or day asked for without its year: no hierarchy to offer
+            return {"show": False}
         candidates = [(year, m, 1, year + (m == 12), m % 12 + 1, 1) for m in range(1, 13)]
         months = periods_with_rows(self.queryset, self.date_hierarchy, candidates)
         return {
@@ -212,7 +220,7 @@ class AuditLogAdmin(admin.ModelAdmin):
         return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [name for _, options in self.fieldsets for name in options["fields"]]
+        return [str(name) for _, options in self.fieldsets for name in options["fields"]]
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return AuditChangeList
@@ -240,7 +248,7 @@ class AuditLogAdmin(admin.ModelAdmin):
     def _email(self, obj: AuditLog, user_id: object) -> str | None:
         emails = getattr(obj, "user_emails", None)
         if emails is None:  # the entry's own page: one row, one lookup
-            return User.all_objects.filter(pk=user_id).values_list("email", flat=True).first()
+            return _users().filter(pk=user_id).values_list("email", flat=True).first()
         return emails.get(str(user_id))
 
     @admin.display(description="resource")
@@ -248,7 +256,7 @@ class AuditLogAdmin(admin.ModelAdmin):
         if not obj.resource_id:
             return "—"
         url_name = RESOURCE_ADMIN.get(obj.resource_type)
-        label = _short(obj.resource_id)
+        label: SafeString | str = _short(obj.resource_id)
         if obj.resource_type == "user" and _is_uuid(obj.resource_id):
             label = self._email(obj, obj.resource_id) or label
         if url_name is None:

@@ -179,7 +179,7 @@ def audit_log_prune(
     return pruned
 
 
-def audit_log_purged(*, resource_type: str, rows: Iterable[tuple[Any, Any, datetime]]) -> None:
+def audit_log_purged(*, resource_type: str, rows: Iterable[tuple[Any, Any, datetime | None]]) -> None:
     """One DELETE row per hard-deleted ``(pk, owner id, deleted_at)``, marked as a purge."""
     for pk, user_id, deleted_at in rows:
         audit_log_record(
@@ -187,5 +187,9 @@ def audit_log_purged(*, resource_type: str, rows: Iterable[tuple[Any, Any, datet
             resource_type=resource_type,
             resource_id=pk,
             actor=None,
-            metadata={"operation": "purge", "user_id": str(user_id), "deleted_at": deleted_at.isoformat()},
+            metadata={
+                "operation": "purge",
+                "user_id": str(user_id),
+                "deleted_at": deleted_at.isoformat() if deleted_at else None,
+            },
         )

@@ -5,10 +5,10 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins
 
-from apikeys.permissions import IsPlatformAdmin
 from audit.models import AuditLog
 from audit.serializers import AuditLogOutputSerializer
 from config.api.pagination import ValidatedCursorPagination
+from config.api.permissions import IsPlatformAdmin
 from config.api.schema import error_responses
 from config.api.viewsets import ServiceViewSet
 

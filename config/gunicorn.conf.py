@@ -33,7 +33,8 @@ def _pools() -> dict[str, Any]:
         from django.db.backends.postgresql.base import DatabaseWrapper
     except Exception:  # Django not importable yet: nothing to check
         return {}
-    return DatabaseWrapper._connection_pools
+    pools: dict[str, Any] = getattr(DatabaseWrapper, "_connection_pools", {})  # Django's per-process pools
+    return pools
 
 
 def pre_fork(server: Any, worker: Any) -> None:
@@ -60,6 +61,6 @@ def worker_exit(server: Any, worker: Any) -> None:
     connections.close_all()
     for alias in list(_pools()):
         try:
-            connections[alias].close_pool()
+            connections[alias].close_pool()  # type: ignore[attr-defined]  # the postgresql backend's
         except Exception as exc:  # shutting down: report, don't raise
             server.log.warning("closing the %s pool failed: %s", alias, exc)

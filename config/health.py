@@ -30,7 +30,7 @@ _migrated = False
 
 def _select_one() -> None:
     connection = connections[DEFAULT_DB_ALIAS]
-    pool = connection.pool
+    pool = getattr(connection, "pool", None)  # the postgresql backend's psycopg pool, in pool mode
     if pool is not None:
         pool.open()
         # Straight from the pool with a short wait: a dead server fails fast here.

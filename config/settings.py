@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import re
 
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from config.db.connection import PoolSettings, build_database
 from config.env import BASE_DIR, env, env_bool, env_choice, env_float, env_int, env_list
 from config.ratelimit import parse_rate
+
+# Django's generic classes (ModelAdmin[User], QuerySet[Session]) subscriptable at runtime.
+django_stubs_ext.monkeypatch()
 
 # --- Core -------------------------------------------------------------------------------------
 
@@ -233,7 +237,7 @@ REST_FRAMEWORK = {
         "apikeys.authentication.APIKeyAuthentication",
         "accounts.authentication.StaffSessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["apikeys.permissions.HasScopeForMethod"],
+    "DEFAULT_PERMISSION_CLASSES": ["config.api.permissions.HasScopeForMethod"],
     "DEFAULT_THROTTLE_CLASSES": ["apikeys.throttling.TierRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["config.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
@@ -266,7 +270,7 @@ SPECTACULAR_SETTINGS = {
         "AuditActionEnum": "audit.models.AuditLog.Action",
         "ProviderEnum": "accounts.models.User.Provider",
         "RoleEnum": "accounts.roles.Role",
-        "ScopeEnum": "apikeys.models.APIKey.Scope",
+        "ScopeEnum": "config.api.permissions.Scope",
         "RateLimitTierEnum": "apikeys.models.APIKey.Tier",
     },
 }

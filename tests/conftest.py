@@ -13,10 +13,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from django.contrib.messages import get_messages
 from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -25,6 +28,8 @@ from apikeys.models import APIKey
 from apikeys.services import api_key_create
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The password every staff user of the admin tests logs in with.
+PASSWORD = "correct-horse-battery-staple-9"
 
 
 @dataclass
@@ -96,6 +101,40 @@ def anon() -> APIClient:
     return make_client()
 
 
+# --- staff in the admin ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_staff(make_user: Callable[..., User]) -> Callable[..., tuple[User, Client]]:
+    """A staff user (roles as given) and a client logged into the admin as them."""
+
+    def factory(email: str | None = None, **fields: Any) -> tuple[User, Client]:
+        fields.setdefault("is_staff", True)
+        fields.setdefault("password", PASSWORD)
+        user = make_user(email, **fields)
+        client = Client()
+        client.force_login(user)
+        return user, client
+
+    return factory
+
+
+@pytest.fixture
+def root(make_staff: Callable[..., tuple[User, Client]]) -> tuple[User, Client]:
+    """A superuser and their admin client."""
+    return make_staff("root@example.com", name="Root", is_superuser=True, roles=["super_admin"])
+
+
+@pytest.fixture
+def root_client(root: tuple[User, Client]) -> Client:
+    return root[1]
+
+
+def messages_of(response: Any) -> list[str]:
+    """The admin's flash messages on a response (Django's messages framework)."""
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
 # --- scratch databases and subprocesses ------------------------------------------------------
 
 
@@ -160,3 +199,7 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 60
         timeout=timeout,
         check=False,
     )
+
+
+# Debian's Chromium, for the browser tests of any app.
+from tests.browser import browser_page  # noqa: E402,F401

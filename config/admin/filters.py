@@ -29,7 +29,7 @@ class SoftDeleteFilter(admin.SimpleListFilter):
             return queryset
         return queryset.alive()  # type: ignore[attr-defined]
 
-    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
+    def choices(self, changelist: ChangeList) -> Iterator[Any]:
         # No "All" entry meaning "no filter": without a value the list shows live rows.
         current = self.value() or "no"
         for lookup, title in self.lookup_choices:
@@ -60,4 +60,4 @@ class DistinctValuesFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
-        return queryset.filter(**{self.parameter_name: value}) if value else queryset
+        return queryset.filter(**{str(self.parameter_name): value}) if value else queryset

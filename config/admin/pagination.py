@@ -27,7 +27,7 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset: QuerySet = self.object_list
+        queryset: QuerySet[Any] = self.object_list  # type: ignore[assignment]  # admin lists are querysets
         bounded = queryset.order_by().values("pk")[: self.exact_limit + 1].count()
         if bounded <= self.exact_limit:
             return bounded

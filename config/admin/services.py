@@ -14,9 +14,9 @@ admin view by the site: ``accounts.admin_site.PlatformAdminSite.admin_view``.)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR
 from django.contrib.admin.utils import unquote
@@ -26,16 +26,18 @@ from django.http import HttpRequest, HttpResponse
 
 from config.errors import DomainError
 
+M = TypeVar("M", bound=models.Model)
+
 
 class ServiceRefused(Exception):
     """A service refused the save; the form now carries the reason."""
 
-    def __init__(self, form: ModelForm) -> None:
+    def __init__(self, form: ModelForm[Any]) -> None:
         super().__init__("service refused the save")
         self.form = form
 
 
-class ServiceModelForm(ModelForm):
+class ServiceModelForm(ModelForm[Any]):
     """Field validation only: uniqueness and the other rules are the service's (one place each)."""
 
     def validate_unique(self) -> None:
@@ -53,16 +55,16 @@ def adopt(target: models.Model, saved: models.Model) -> None:
     target._state.db = saved._state.db
 
 
-class ServiceAdminMixin:
-    """Mix into a ModelAdmin; implement ``save_with_service``."""
+class ServiceModelAdmin(admin.ModelAdmin[M]):
+    """A ModelAdmin whose saves go through a service: implement ``save_with_service``."""
 
     # A service's error field -> the form field that shows it (default: the same name).
     service_error_fields: dict[str, str] = {}
 
-    def save_with_service(self, request: HttpRequest, obj: models.Model, form: ModelForm, change: bool) -> None:
+    def save_with_service(self, request: HttpRequest, obj: M, form: ModelForm[Any], change: bool) -> None:
         raise NotImplementedError
 
-    def save_model(self, request: HttpRequest, obj: models.Model, form: ModelForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: M, form: ModelForm[Any], change: bool) -> None:
         try:
             self.save_with_service(request, obj, form, change)
         except DomainError as exc:
@@ -70,7 +72,7 @@ class ServiceAdminMixin:
             form.add_error(field if field in form.fields else None, exc.message)
             raise ServiceRefused(form) from exc
 
-    def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
+    def save_related(self, request: HttpRequest, form: ModelForm[Any], formsets: Any, change: bool) -> None:
         # Many-to-many fields are not edited through these pages; nothing saves behind a service.
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
@@ -90,18 +92,18 @@ class ServiceAdminMixin:
     def _render_refused(
         self,
         request: HttpRequest,
-        form: ModelForm,
+        form: ModelForm[Any],
         object_id: str | None,
         form_url: str,
         extra_context: dict[str, Any] | None,
     ) -> HttpResponse:
         """Show the form again with the service's reason, as the admin shows a validation error."""
         add = object_id is None
-        obj = None if add else self.get_object(request, unquote(object_id))
+        obj = None if object_id is None else self.get_object(request, unquote(object_id))
         fieldsets = self.get_fieldsets(request, obj)
         admin_form = helpers.AdminForm(
             form,
-            list(fieldsets),
+            list(fieldsets),  # type: ignore[arg-type]  # AdminForm accepts the fieldsets ModelAdmin returns
             self.get_prepopulated_fields(request, obj) if add or self.has_change_permission(request, obj) else {},
             self.get_readonly_fields(request, obj),
             model_admin=self,
@@ -127,12 +129,12 @@ class ServiceAdminMixin:
 
 def run_for_each(
     request: HttpRequest,
-    objects: Iterable[models.Model],
-    operation: Callable[[models.Model], Any],
+    objects: Iterable[M],
+    operation: Callable[[M], Any],
     *,
     done: str,
     noun: tuple[str, str],
-    skip: Callable[[models.Model], str | None] | None = None,
+    skip: Callable[[M], str | None] | None = None,
 ) -> int:
     """Call ``operation`` (a service call) for each object, one transaction and audit row each.
 

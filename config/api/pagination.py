@@ -129,7 +129,8 @@ class ValidatedCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
 
     def get_page_size(self, request: Request) -> int:
-        return parse_positive_int(request, self.page_size_query_param, self.page_size, self.max_page_size)
+        assert self.page_size is not None, "a cursor list names its page size"
+        return parse_positive_int(request, str(self.page_size_query_param), self.page_size, self.max_page_size)
 
     def decode_cursor(self, request: Request) -> Cursor | None:
         encoded = request.query_params.get(self.cursor_query_param)
@@ -159,7 +160,7 @@ class ValidatedCursorPagination(CursorPagination):
                     raise ValueError
             except (DjangoValidationError, ValueError, TypeError, OverflowError):
                 raise invalid from None
-        return Cursor(offset=offset, reverse=reverse, position=position)
+        return Cursor(offset=offset, reverse=reverse, position=position)  # type: ignore[arg-type]  # DRF keeps it a string
 
     def paginate_queryset(self, queryset: QuerySet, request: Request, view: Any = None) -> list[Any] | None:
         self._model = queryset.model

@@ -26,6 +26,8 @@ from rest_framework import ISO_8601, relations, serializers
 from rest_framework.settings import api_settings
 
 _MISSING = object()
+# (field name, attribute to read or None for DRF's own path, formatter or None, the field)
+Step = tuple[str, str | None, Callable[[Any], Any] | None, serializers.Field[Any, Any, Any, Any]]
 
 
 def _datetime(field: serializers.DateTimeField) -> Callable[[Any], Any]:
@@ -77,21 +79,19 @@ def _formatter(field: serializers.Field) -> tuple[str, Callable[[Any], Any] | No
 
 class FrozenFieldsModelSerializer(serializers.ModelSerializer):
     @classmethod
-    def _plan(cls) -> tuple[tuple[str, str | None, Callable[[Any], Any] | None, serializers.Field], ...]:
-        plan = cls.__dict__.get("_frozen_plan")
+    def _plan(cls) -> tuple[Step, ...]:
+        plan: tuple[Step, ...] | None = cls.__dict__.get("_frozen_plan")
         if plan is None:
             prototype = cls()
-            steps = []
+            steps: list[Step] = []
             for field in prototype.fields.values():
                 if field.write_only:
                     continue
                 fast = _formatter(field)
-                if fast is None:
-                    steps.append((field.field_name, None, None, field))
-                else:
-                    steps.append((field.field_name, fast[0], fast[1], field))
+                name = str(field.field_name)
+                steps.append((name, None, None, field) if fast is None else (name, fast[0], fast[1], field))
             plan = tuple(steps)
-            cls._frozen_plan = plan
+            setattr(cls, "_frozen_plan", plan)  # noqa: B010 (one plan per class, not inherited)
         return plan
 
     def to_representation(self, instance: Any) -> dict[str, Any]:

@@ -22,10 +22,9 @@ ACTION_STATUSES = {"create": 201, "destroy": 204}
 METHOD_STATUSES = {"POST": 201, "DELETE": 204}
 
 
-class ExpectedStatusMixin:
+class ExpectedStatusMixin(generics.GenericAPIView):
     # Set per action through @action(success_status=...), which DRF passes to the view instance.
     success_status: int | None = None
-    request: Request
 
     @property
     def expected_status(self) -> int:
@@ -37,14 +36,14 @@ class ExpectedStatusMixin:
         return METHOD_STATUSES.get(self.request.method or "GET", 200)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        super().initial(request, *args, **kwargs)
         expect_status(self.expected_status)
 
     def respond(self, data: Any = None, **kwargs: Any) -> Response:
         return Response(data, status=self.expected_status, **kwargs)
 
 
-class ListFiltersOnlyMixin:
+class ListFiltersOnlyMixin(generics.GenericAPIView):
     """DRF's ``get_object()`` runs every filter backend on detail routes too, so each GET, PATCH,
     DELETE or action on one object built a django-filter FilterSet and its form for nothing: a
     detail URL names its object, and access is scoped in ``get_queryset()``, not by filters."""
@@ -52,12 +51,12 @@ class ListFiltersOnlyMixin:
     def filter_queryset(self, queryset: Any) -> Any:
         if getattr(self, "action", None) != "list":
             return queryset
-        return super().filter_queryset(queryset)  # type: ignore[misc]
+        return super().filter_queryset(queryset)
 
 
 class ServiceViewSet(ExpectedStatusMixin, ListFiltersOnlyMixin, viewsets.GenericViewSet):
     """A viewset whose writes go through services; compose it with the mixins an endpoint needs."""
 
 
-class ServiceAPIView(ExpectedStatusMixin, generics.GenericAPIView):
+class ServiceAPIView(ExpectedStatusMixin):
     """A single-route view whose writes go through services (POST answers 201, DELETE 204)."""

@@ -99,7 +99,10 @@ def target_for_url(url: str, *, embedded: bool = False) -> Target:
     password = params.pop("password", None)
     dbname = str(params.get("dbname") or params.get("user") or "postgres")
     return Target(
-        conninfo=make_conninfo(**params), password=str(password) if password else None, dbname=dbname, embedded=embedded
+        conninfo=make_conninfo("", **params),
+        password=str(password) if password else None,
+        dbname=dbname,
+        embedded=embedded,
     )
 
 
@@ -183,7 +186,8 @@ def dump(target: Target, *, directory: Path, output: Path | None = None) -> Path
 
 def user_relation_count(target: Target) -> int:
     with target.connect() as conn:
-        return int(conn.execute(_USER_RELATIONS_SQL).fetchone()[0])
+        row = conn.execute(_USER_RELATIONS_SQL).fetchone()
+    return int(row[0]) if row else 0
 
 
 def restore(target: Target, *, file: Path, clean: bool = False) -> None:

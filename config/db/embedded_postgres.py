@@ -17,6 +17,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from config.env import BASE_DIR
 
@@ -30,7 +31,7 @@ def pgdata_dir() -> Path:
     return Path(os.environ.get("EMBEDDED_PGDATA", BASE_DIR / ".pgdata")).resolve()
 
 
-def _server():
+def _server() -> Any:
     import pgserver
 
     return pgserver.get_server(pgdata_dir(), cleanup_mode=None)

@@ -29,6 +29,14 @@ from django.db.models import Field, Model, Q, QuerySet
 from django.db.models.sql import Query
 
 
+def column_name(model: type[Model], field_name: str) -> str:
+    """The quoted column of one of ``model``'s concrete fields (``user`` -> ``"user_id"``)."""
+    field = model._meta.get_field(field_name)
+    if not isinstance(field, Field) or not field.column:
+        raise ValueError(f"{model.__name__}.{field_name} is not a column")
+    return connections[DEFAULT_DB_ALIAS].ops.quote_name(field.column)
+
+
 class ModelColumns:
     """All concrete columns of one model, as ``"table"."column"``, and how to load a row of them."""
 
@@ -36,17 +44,16 @@ class ModelColumns:
         connection = connections[DEFAULT_DB_ALIAS]
         self.model = model
         self.table = connection.ops.quote_name(model._meta.db_table)
-        fields: list[Field[Any, Any]] = list(model._meta.concrete_fields)
+        fields: list[Any] = list(model._meta.concrete_fields)
         self.attnames = [field.attname for field in fields]
         self.columns = [f"{self.table}.{connection.ops.quote_name(field.column)}" for field in fields]
-        self.converters: list[tuple[Field[Any, Any], list[Callable[..., Any]]]] = [
+        self.converters: list[tuple[Any, list[Callable[..., Any]]]] = [
             (field, field.get_db_converters(connection)) for field in fields
         ]
 
     def column(self, field_name: str) -> str:
         """A field's column, qualified by the table: ``"sessions"."user_id"`` for ``user``."""
-        quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
-        return f"{self.table}.{quote(self.model._meta.get_field(field_name).column)}"
+        return f"{self.table}.{column_name(self.model, field_name)}"
 
     @property
     def select_list(self) -> str:
@@ -109,7 +116,7 @@ def distinct_values(queryset: QuerySet[Any], column: str, *, limit: int) -> list
     model = queryset.model
     connection = connections[queryset.db]
     table = connection.ops.quote_name(model._meta.db_table)
-    name = connection.ops.quote_name(model._meta.get_field(column).column)
+    name = column_name(model, column)
     sql = f"""
         WITH RECURSIVE walk(value, n) AS (
             (SELECT {name}, 1 FROM {table} WHERE {name} IS NOT NULL ORDER BY {name} LIMIT 1)

@@ -15,7 +15,7 @@ so a soft-deleted owner is still reachable from the rows that point at it.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn, Self
+from typing import Any, ClassVar, NoReturn, Self, cast
 
 from django.db import models
 from django.utils import timezone
@@ -48,7 +48,7 @@ class SoftDeleteQuerySet(models.QuerySet):
     soft_delete.alters_data = True  # type: ignore[attr-defined]
     soft_delete.queryset_only = True  # type: ignore[attr-defined]
 
-    def delete(self) -> NoReturn:  # type: ignore[override]
+    def delete(self) -> NoReturn:
         raise AmbiguousDelete("QuerySet")
 
     def hard_delete(self) -> tuple[int, dict[str, int]]:
@@ -59,11 +59,14 @@ class SoftDeleteQuerySet(models.QuerySet):
     hard_delete.queryset_only = True  # type: ignore[attr-defined]
 
 
-class SoftDeleteManager(models.Manager.from_queryset(SoftDeleteQuerySet)):  # type: ignore[misc]
+_SoftDeleteManagerBase = models.Manager.from_queryset(SoftDeleteQuerySet)
+
+
+class SoftDeleteManager(_SoftDeleteManagerBase):
     """The default manager: live rows only."""
 
     def get_queryset(self) -> SoftDeleteQuerySet:
-        return super().get_queryset().filter(LIVE)
+        return cast(SoftDeleteQuerySet, super().get_queryset().filter(LIVE))
 
 
 class SoftDeleteModel(models.Model):
@@ -71,8 +74,8 @@ class SoftDeleteModel(models.Model):
         null=True, blank=True, db_comment="When the record was soft-deleted; NULL while live"
     )
 
-    objects = SoftDeleteManager()
-    all_objects = models.Manager.from_queryset(SoftDeleteQuerySet)()
+    objects: ClassVar[SoftDeleteManager] = SoftDeleteManager()
+    all_objects: ClassVar[models.Manager[Any]] = _SoftDeleteManagerBase()
 
     class Meta:
         abstract = True
@@ -94,7 +97,7 @@ class SoftDeleteModel(models.Model):
             self.deleted_at = None
             self.save(update_fields=["deleted_at", "updated_at"])
 
-    def delete(self, using: str | None = None, keep_parents: bool = False) -> NoReturn:  # type: ignore[override]
+    def delete(self, using: str | None = None, keep_parents: bool = False) -> NoReturn:
         raise AmbiguousDelete(type(self).__name__)
 
     def hard_delete(self) -> tuple[int, dict[str, int]]:

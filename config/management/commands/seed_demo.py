@@ -22,7 +22,7 @@ from apikeys.models import APIKey
 from apikeys.services import api_key_create
 from config.context import system_actor
 
-CAST = [
+CAST: list[dict[str, Any]] = [
     {
         "email": "alice@demo.example",
         "name": "Alice Demo",

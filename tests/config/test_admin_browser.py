@@ -23,8 +23,8 @@ from accounts.models import User
 from apikeys.keys import hash_key
 from apikeys.models import APIKey
 from audit.models import AuditLog
-from tests.admin.conftest import ARTIFACTS, PASSWORD
-from tests.conftest import BASE_DIR, database_url
+from tests.browser import ARTIFACTS
+from tests.conftest import BASE_DIR, PASSWORD, database_url
 
 pytestmark = pytest.mark.browser
 

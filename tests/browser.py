@@ -1,22 +1,21 @@
-"""Admin fixtures: staff users and their logged-in clients, and Debian's Chromium for browser tests."""
+"""Debian's Chromium for browser tests, driven by Playwright (never a downloaded browser).
+
+``browser_page`` is a fixture (tests/conftest.py makes it available everywhere); screenshots go
+to ``artifacts/``.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connections
-from django.test import Client
 
-from accounts.models import User
-from tests.conftest import BASE_DIR
-
-PASSWORD = "correct-horse-battery-staple-9"
-ARTIFACTS = BASE_DIR / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -27,32 +26,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@pytest.fixture
-def make_staff(make_user: Callable[..., User]) -> Callable[..., tuple[User, Client]]:
-    """A staff user (roles as given) and a client logged into the admin as them."""
-
-    def factory(email: str | None = None, **fields: Any) -> tuple[User, Client]:
-        fields.setdefault("is_staff", True)
-        fields.setdefault("password", PASSWORD)
-        user = make_user(email, **fields)
-        client = Client()
-        client.force_login(user)
-        return user, client
-
-    return factory
-
-
-@pytest.fixture
-def root(make_staff: Callable[..., tuple[User, Client]]) -> tuple[User, Client]:
-    """A superuser and their admin client."""
-    return make_staff("root@example.com", name="Root", is_superuser=True, roles=["super_admin"])
-
-
-@pytest.fixture
-def root_client(root: tuple[User, Client]) -> Client:
-    return root[1]
 
 
 def chromium_path() -> str | None:

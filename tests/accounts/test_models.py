@@ -8,7 +8,10 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 
 from accounts.models import User
+from accounts.services import user_set_active, user_soft_delete
 from agent_sessions.models import Session
+from config.db.soft_delete import AmbiguousDelete
+from config.errors import InvalidInput
 
 pytestmark = pytest.mark.django_db
 
@@ -188,3 +191,26 @@ def test_createsuperuser_runs_non_interactively(monkeypatch):
     assert root.is_superuser and root.is_staff and root.name == "Root"
     assert root.check_password("a-sturdy-root-passphrase")
     assert root.is_platform_admin
+
+
+def test_delete_is_refused_by_name_soft_delete_and_hard_delete_say_what_they_do(make_user):
+    user = make_user()
+    with pytest.raises(AmbiguousDelete, match="soft_delete"):
+        user.delete()
+    with pytest.raises(AmbiguousDelete):
+        User.objects.filter(pk=user.pk).delete()
+    assert User.objects.filter(pk=user.pk).soft_delete() == 1
+    assert User.all_objects.filter(pk=user.pk).hard_delete()[0] >= 1
+    assert not User.all_objects.filter(pk=user.pk).exists()
+
+
+def test_the_services_refuse_self_deletion_and_self_deactivation_for_every_caller(make_user):
+    user = make_user()
+    with pytest.raises(InvalidInput, match="delete your own account"):
+        user_soft_delete(actor=user, user=user)
+    with pytest.raises(InvalidInput, match="deactivate your own account"):
+        user_set_active(actor=user, user=user, active=False)
+    other = make_user()
+    user_set_active(actor=other, user=user, active=False)
+    user_soft_delete(actor=other, user=user)
+    assert User.all_objects.get(pk=user.pk).deleted_at is not None

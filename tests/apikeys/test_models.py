@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from apikeys import keys
 from apikeys.models import APIKey
-from apikeys.services import api_key_rotate
+from apikeys.services import api_key_create, api_key_rotate
+from config.errors import InvalidInput
 
 pytestmark = pytest.mark.django_db
 
@@ -133,3 +134,37 @@ def test_rotation_with_grace_keeps_the_old_key_until_the_grace_ends(make_user, m
     assert retired.deleted_at is None
     assert before + timedelta(minutes=10) <= retired.expires_at <= timezone.now() + timedelta(minutes=10)
     assert retired.is_active
+
+
+def test_each_state_in_the_database_is_the_state_on_the_row(make_user, make_key):
+    owner = make_user()
+    make_key(owner, name="active", expires_at=timezone.now() + timedelta(hours=1))
+    make_key(owner, name="forever")
+    expired, _ = make_key(owner, name="expired", expires_at=timezone.now() + timedelta(hours=1))
+    APIKey.all_objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    revoked, _ = make_key(owner, name="revoked")
+    revoked.revoke()
+    rows = {key.name: key.state for key in APIKey.all_objects.filter(user=owner)}
+    assert rows == {"active": "active", "forever": "active", "expired": "expired", "revoked": "revoked"}
+    for state in APIKey.State.values:
+        in_database = set(APIKey.all_objects.filter(user=owner).in_state(state).values_list("name", flat=True))
+        assert in_database == {name for name, row_state in rows.items() if row_state == state}, state
+    assert set(APIKey.objects.usable().filter(user=owner).values_list("name", flat=True)) == {"active", "forever"}
+    owner.deactivate()
+    assert not APIKey.objects.usable().filter(user=owner).exists()
+
+
+def test_only_the_owner_or_a_platform_admin_makes_a_key_and_never_with_more_than_it_holds(make_user, make_key):
+    alice, bob = make_user(), make_user()
+    root = make_user(roles=["admin"])
+    key, _ = make_key(alice)
+    with pytest.raises(InvalidInput, match="Only a platform admin may create"):
+        api_key_create(actor=bob, owner=alice, name="x")
+    with pytest.raises(InvalidInput, match="Only a platform admin may rotate"):
+        api_key_rotate(actor=bob, api_key=key)
+    with pytest.raises(InvalidInput, match="cannot grant scopes it does not hold: write"):
+        api_key_create(actor=alice, owner=alice, name="x", scopes=["read", "write"], actor_scopes=["read"])
+    made, _ = api_key_create(actor=root, owner=alice, name="by admin", scopes=["read"])
+    new, _, _ = api_key_rotate(actor=root, api_key=made)
+    assert made.user == new.user == alice
+    assert api_key_create(actor=None, owner=bob, name="by a command")[0].user == bob

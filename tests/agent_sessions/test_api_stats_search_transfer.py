@@ -1,4 +1,4 @@
-"""The session endpoints of the operations issue: stats, search, transfer, the message limit."""
+"""Sessions beyond CRUD: stats, title search, transfer between owners, the message limit."""
 
 from __future__ import annotations
 

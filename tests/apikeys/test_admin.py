@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib.messages import get_messages
 from django.test import Client
 from django.utils import timezone
 
 from apikeys.keys import hash_key
 from apikeys.models import APIKey
 from audit.models import AuditLog
-from tests.conftest import make_client
+from tests.conftest import make_client, messages_of
 
 LIST = "/admin/apikeys/apikey/"
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
 
 
 def create_key(client: Client, owner, **overrides: object):
@@ -83,7 +78,7 @@ def test_adding_a_key_shows_the_raw_key_once(root, alice):
     again = client.get(reveal_url).content.decode()
     assert raw not in again and "no longer available" in again
     assert raw not in str(list(AuditLog.objects.values_list("changes", "metadata")))
-    assert all(raw not in str(m) for m in get_messages(page.wsgi_request))
+    assert all(raw not in m for m in messages_of(page))
     assert all(raw not in morsel.value for morsel in client.cookies.values())
     [row] = AuditLog.objects.filter(resource_type="api_key", resource_id=str(key.pk), action="CREATE")
     assert row.user_id == root_user.pk and row.response_status == 302

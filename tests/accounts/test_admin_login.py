@@ -8,7 +8,7 @@ import uuid
 from django.test import Client
 
 from audit.models import AuditLog
-from tests.admin.conftest import PASSWORD
+from tests.conftest import PASSWORD
 
 
 def attempt(address: str, email: str, password: str) -> tuple[Client, object]:

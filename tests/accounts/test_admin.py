@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from django.contrib.messages import get_messages
 from django.test import Client
 
 from accounts.models import User
 from apikeys.models import APIKey
 from audit.models import AuditLog
-from tests.admin.conftest import PASSWORD
+from tests.conftest import PASSWORD, messages_of
 
 LIST = "/admin/accounts/user/"
 
 
 def change_url(user: User) -> str:
     return f"{LIST}{user.pk}/change/"
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
 
 
 def user_rows(resource_id: object, **filters: object) -> list[AuditLog]:

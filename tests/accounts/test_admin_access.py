@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.test import Client
 
 from apikeys.models import APIKey
-from tests.admin.conftest import PASSWORD
+from tests.conftest import PASSWORD
 
 OUR_MODELS = (
     "/admin/accounts/user/",

@@ -142,3 +142,12 @@ def test_an_admin_cannot_delete_themselves(admin):
     response = admin.client.delete(f"{URL}{admin.user.pk}/")
     assert response.status_code == 400
     assert User.objects.filter(pk=admin.user.pk).exists()
+
+
+def test_an_admin_cannot_deactivate_themselves_through_patch_either(admin):
+    # The same rule as the admin's deactivate action: it lives in accounts.services.user_update.
+    response = admin.client.patch(f"{URL}{admin.user.pk}/", {"is_active": False}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"is_active": ["You cannot deactivate your own account."]}
+    assert User.objects.get(pk=admin.user.pk).is_active
+    assert not AuditLog.objects.filter(resource_id=str(admin.user.pk), action="UPDATE").exists()

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import time
 
-from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
 
 from agent_sessions.models import Session
 from agent_sessions.services import session_complete, session_create
 from audit.models import AuditLog
+from tests.conftest import messages_of
 
 LIST = "/admin/agent_sessions/session/"
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
 
 
 def fill(session: Session, count: int) -> None:
