@@ -214,8 +214,7 @@ class SessionAdmin(ServiceModelAdmin[Session]):
             "message_obj": message,
             "tool_calls": pretty_json(message.tool_calls),
             "metadata": pretty_json(message.metadata),
-            "page": math.ceil(message.sequence / MESSAGES_PER_PAGE),
-            "param": MESSAGES_PAGE_PARAM,
+            "original_anchor": f"?{MESSAGES_PAGE_PARAM}={math.ceil(message.sequence / MESSAGES_PER_PAGE)}#session-messages",
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/agent_sessions/session/message.html", context)

@@ -173,28 +173,12 @@ def session_transfer(*, actor: User | None, session: Session, new_owner: User) -
 # --- messages ---------------------------------------------------------------------------------
 
 
-def session_append_message(
-    *,
-    session_id: uuid.UUID,
-    role: str,
-    content: str,
-    owner_id: uuid.UUID | None = None,
-    tool_calls: Any = None,
-    metadata: dict[str, Any] | None = None,
-    token_count: int = 0,
-) -> Message:
-    """Append a message to an active session (``Message.objects.append``: one statement that
-    allocates the next sequence, bumps the counters and inserts). Not audited: the messages
-    table is the record. ``owner_id`` restricts it to that owner's sessions (API isolation)."""
-    return Message.objects.append(
-        session_id=session_id,
-        role=role,
-        content=content,
-        owner_id=owner_id,
-        tool_calls=tool_calls,
-        metadata=metadata,
-        token_count=token_count,
-    )
+def session_append_message(*, session_id: uuid.UUID, owner_id: uuid.UUID | None = None, **message: Any) -> Message:
+    """Append a message (``role``, ``content``, ``tool_calls``, ``metadata``, ``token_count``) to
+    an active session: ``Message.objects.append``, one statement that allocates the next sequence,
+    bumps the counters and inserts. Not audited: the messages table is the record. ``owner_id``
+    restricts it to that owner's sessions (API isolation)."""
+    return Message.objects.append(session_id=session_id, owner_id=owner_id, **message)
 
 
 # --- reads ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The output serializers' fast path (config.output_serializers) writes exactly what DRF writes.
+"""The output serializers' fast path (config.api.serializers) writes exactly what DRF writes.
 
 The reference is DRF's own ``Serializer.to_representation`` loop over the serializer's own fields;
 the objects come from the database, in the states the API shows (fresh, changed by a service,
