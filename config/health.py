@@ -1,8 +1,9 @@
 """Health probes, in the seed's JSON shape, without authentication.
 
-* ``/health``: the database component with its latency and real pool figures; 200 healthy,
-  503 unhealthy. It waits at most HEALTH_TIMEOUT seconds for a connection, so a dead database
-  is reported quickly instead of after the pool timeout.
+* ``/health``: the database component with its latency, real pool figures and whether this
+  process can reach the database; 200 healthy, 503 unhealthy. It waits at most
+  DB_OUTAGE_TIMEOUT for a connection, so a dead database is reported quickly, not after the
+  pool timeout.
 * ``/health/live``: the process answers; touches nothing.
 * ``/health/ready``: the database answers and no migration is unapplied; else 503.
 """
@@ -22,7 +23,6 @@ from django.views.decorators.http import require_GET
 
 from config.db.connection import pool_figures
 
-HEALTH_TIMEOUT = 2.0
 VERSION = "1.0.0"
 _STARTED = time.monotonic()
 _migrated = False
@@ -34,7 +34,7 @@ def _select_one() -> None:
     if pool is not None:
         pool.open()
         # Straight from the pool with a short wait: a dead server fails fast here.
-        with pool.connection(timeout=min(HEALTH_TIMEOUT, settings.DB_POOL.pool_timeout)) as conn:
+        with pool.connection(timeout=settings.DB_POOL.outage_wait) as conn:
             conn.execute("SELECT 1")
     else:
         with connection.cursor() as cursor:

@@ -93,6 +93,7 @@ DB_POOL = PoolSettings(
     conn_max_age=(env_int("DB_CONN_MAX_AGE", 0, minimum=0) if env.str("DB_CONN_MAX_AGE", default="") else None),
     connect_timeout=env_int("DB_CONNECT_TIMEOUT", 5, minimum=1),
     statement_timeout=env_float("DB_STATEMENT_TIMEOUT", 30.0, minimum=0),
+    outage_timeout=env_float("DB_OUTAGE_TIMEOUT", 1.5, minimum=0.1),
     echo_sql=env_bool("DB_ECHO_SQL", False),
 )
 

@@ -10,6 +10,12 @@ connections, selected by DB_POOL_MODE:
 * ``pgbouncer``: behind PgBouncer in transaction mode: no server-side cursors, no prepared
   statements, no session state set at connect time.
 * ``none``: a new connection per request (only for comparison).
+
+Every mode uses the backend ``config.db.backend``: Django's PostgreSQL backend that rides out
+database outages (config.db.outage): while the database is unreachable a request waits at most
+DB_OUTAGE_TIMEOUT, then answers 503, and the service recovers as soon as the database answers.
+Connections also carry ``tcp_user_timeout`` = DB_OUTAGE_TIMEOUT (a query sent to a host that
+drops packets fails then, not after the kernel's fifteen minutes) and TCP keepalives.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from config.db.outage import existing_gate
 
 POOL_MODES = ("pool", "persistent", "pgbouncer", "none")
 
@@ -33,6 +41,7 @@ class PoolSettings:
     conn_max_age: int | None = None
     connect_timeout: int = 5
     statement_timeout: float = 30.0
+    outage_timeout: float = 1.5
     echo_sql: bool = False
 
     def __post_init__(self) -> None:
@@ -55,10 +64,18 @@ class PoolSettings:
             raise ImproperlyConfigured(f"DB_CONNECT_TIMEOUT must be at least 1 (got {self.connect_timeout})")
         if self.statement_timeout < 0:
             raise ImproperlyConfigured(f"DB_STATEMENT_TIMEOUT must not be negative (got {self.statement_timeout})")
+        if self.outage_timeout < 0.1:
+            raise ImproperlyConfigured(f"DB_OUTAGE_TIMEOUT must be at least 0.1 (got {self.outage_timeout})")
 
     @property
     def max_size(self) -> int:
         return self.pool_size + self.max_overflow
+
+    @property
+    def outage_wait(self) -> float:
+        """How long a request waits on an unreachable database: DB_OUTAGE_TIMEOUT, and never longer
+        than it would wait for a busy pool."""
+        return min(self.outage_timeout, self.pool_timeout) if self.mode == "pool" else self.outage_timeout
 
     @property
     def statement_timeout_ms(self) -> int:
@@ -84,8 +101,16 @@ def parse_database_url(url: str) -> dict[str, Any]:
 def build_database(url: str, pool: PoolSettings) -> dict[str, Any]:
     """The DATABASES['default'] entry for a DATABASE_URL and a pool configuration."""
     db = parse_database_url(url)
+    db["ENGINE"] = "config.db.backend"
     options: dict[str, Any] = dict(db["OPTIONS"])
     options.setdefault("connect_timeout", pool.connect_timeout)
+    # Data sent and not acknowledged for this long (a host or network that drops packets) ends
+    # the connection; keepalives find dead idle ones. Unix sockets ignore both.
+    options.setdefault("tcp_user_timeout", int(pool.outage_timeout * 1000))
+    options.setdefault("keepalives", 1)
+    options.setdefault("keepalives_idle", 30)
+    options.setdefault("keepalives_interval", 10)
+    options.setdefault("keepalives_count", 3)
     db["CONN_HEALTH_CHECKS"] = True
     db["DISABLE_SERVER_SIDE_CURSORS"] = False
     db["ATOMIC_REQUESTS"] = False
@@ -104,6 +129,9 @@ def build_database(url: str, pool: PoolSettings) -> dict[str, Any]:
             "timeout": pool.pool_timeout,
             "max_lifetime": float(pool.pool_recycle),
             "name": "default",
+            # One background thread per connection the pool may open: a reconnection that hangs
+            # on a host dropping packets never holds up the others.
+            "num_workers": pool.max_size,
         }
         # Django refuses CONN_MAX_AGE together with its pool.
         db["CONN_MAX_AGE"] = 0
@@ -154,7 +182,8 @@ def pool_figures(alias: str = "default") -> dict[str, Any]:
                 "overflow": max(0, total - conf.pool_size),
                 "total": total,
                 "max_size": conf.max_size,
-                "requests_waiting": int(stats.get("requests_waiting", 0)),
+                # Requests inside getconn() now (psycopg's own figure counts each wait slice).
+                "requests_waiting": int(getattr(pool, "waiting_requests", stats.get("requests_waiting", 0))),
                 "connections_opened": int(stats.get("connections_num", 0)),
                 "connections_lost": int(stats.get("connections_lost", 0)),
             }
@@ -172,4 +201,8 @@ def pool_figures(alias: str = "default") -> dict[str, Any]:
                 "conn_max_age": connection.settings_dict.get("CONN_MAX_AGE"),
             }
         )
+    gate = existing_gate(alias)
+    figures["reachable"] = True if gate is None else gate.figures()["reachable"]
+    if gate is not None:
+        figures.update({name: value for name, value in gate.figures().items() if name != "reachable"})
     return figures

@@ -17,7 +17,8 @@ def test_pool_mode_uses_djangos_psycopg_pool_with_the_seed_sizes():
         URL, PoolSettings(mode="pool", pool_size=5, max_overflow=10, pool_timeout=30, pool_recycle=3600)
     )
 
-    assert db["ENGINE"] == "django.db.backends.postgresql"
+    # Django's PostgreSQL backend, riding out outages (config.db.backend subclasses it).
+    assert db["ENGINE"] == "config.db.backend"
     assert (db["NAME"], db["USER"], db["HOST"], db["PORT"]) == ("agents", "app", "db.internal", 6432)
     assert db["OPTIONS"]["pool"] == {
         "min_size": 5,
@@ -25,7 +26,10 @@ def test_pool_mode_uses_djangos_psycopg_pool_with_the_seed_sizes():
         "timeout": 30,
         "max_lifetime": 3600.0,
         "name": "default",
+        "num_workers": 15,
     }
+    # A query sent into a host that drops packets fails after DB_OUTAGE_TIMEOUT (1.5 s).
+    assert db["OPTIONS"]["tcp_user_timeout"] == 1500 and db["OPTIONS"]["keepalives"] == 1
     assert db["CONN_MAX_AGE"] == 0  # Django refuses a persistent age with its pool
     assert db["CONN_HEALTH_CHECKS"] is True
     assert "statement_timeout=30000" in db["OPTIONS"]["options"]

@@ -143,10 +143,31 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
 
 
-class PgBouncer:
-    """PgBouncer in transaction pool mode in front of a PostgreSQL, on 127.0.0.1:<free port>."""
+# What the README recommends for PgBouncer in front of this service (see "Database outages"):
+# retry a failed server connection after a tenth of a second (not fifteen), give a connection
+# attempt a second, never keep a query waiting for a server longer than the service waits
+# for an unreachable database (DB_OUTAGE_TIMEOUT), and drop a server connection whose packets go
+# unacknowledged as long.
+PGBOUNCER_OUTAGE_SETTINGS = {
+    "server_login_retry": "0.1",
+    "server_connect_timeout": "1",  # whole seconds: PgBouncer reads 0.5 as 0
+    "query_wait_timeout": "1.5",
+    "tcp_user_timeout": "1500",
+}
 
-    def __init__(self, *, server_host: str, server_port: int, pool_size: int = 20) -> None:
+
+class PgBouncer:
+    """PgBouncer in transaction pool mode in front of a PostgreSQL, on 127.0.0.1:<free port>.
+    ``start``/``stop`` keep its configuration (so a test can restart it); ``destroy`` removes it."""
+
+    def __init__(
+        self,
+        *,
+        server_host: str,
+        server_port: int,
+        pool_size: int = 20,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.root = _private_dir("rel-pgbouncer-")
         self.port = free_port()
         self.ini = self.root / "pgbouncer.ini"
@@ -169,6 +190,7 @@ class PgBouncer:
                     "ignore_startup_parameters = extra_float_digits,options",
                     f"logfile = {self.root / 'pgbouncer.log'}",
                     f"pidfile = {self.root / 'pgbouncer.pid'}",
+                    *(f"{name} = {value}" for name, value in (settings or {}).items()),
                     "",
                 ]
             )
@@ -192,6 +214,7 @@ class PgBouncer:
         wait_for_port(self.port, timeout=15, process=self.process)
 
     def stop(self) -> None:
+        """Stop at once (SIGINT: PgBouncer's immediate shutdown), keeping the configuration."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -199,6 +222,9 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+    def destroy(self) -> None:
+        self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, dbname: str) -> str:

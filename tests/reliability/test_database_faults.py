@@ -1,13 +1,13 @@
-"""Database faults, against gunicorn and a private PostgreSQL that the tests restart and starve.
+"""Database faults short of an outage, against gunicorn and a private PostgreSQL: a starved pool,
+a statement past DB_STATEMENT_TIMEOUT, the timeout behind PgBouncer. (Restarts and outages, in
+every pool mode: test_database_outages.py.)
 
 Nothing here touches the shared test server: each module run starts its own PostgreSQL
-(tests/reliability/servers.py) and tears it down. Figures (failed requests around a restart,
-time to recover) are printed as JSON lines; run with -s or -rA to see them.
+(tests/reliability/servers.py) and tears it down.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -109,113 +109,6 @@ def wait_for_lock_waiters(pg: PrivatePostgres, dbname: str, count: int, timeout:
     raise AssertionError(f"fewer than {count} requests ever waited on the lock")
 
 
-# --- PostgreSQL restarted under load --------------------------------------------------------------
-
-
-def test_the_service_recovers_by_itself_from_a_postgresql_restart_under_load(service, start_gunicorn):
-    workers = 3
-    server = start_gunicorn(workers=workers, DB_POOL_SIZE="2", DB_MAX_OVERFLOW="2", DB_POOL_TIMEOUT="10")
-    pids = server.worker_pids()
-    session_id = new_session(server, service.raw_key)
-    read_url = f"{server.url}/api/v1/sessions/{session_id}/"
-    append_url = f"{server.url}/api/v1/sessions/{session_id}/messages/"
-    log: list[tuple[float, float, str, Reply]] = []  # (sent, answered, kind, reply)
-    stop = threading.Event()
-
-    def client(n: int) -> None:
-        i = 0
-        while not stop.is_set():
-            sent = time.monotonic()
-            if n % 2:
-                kind = "append"
-                reply = http("POST", append_url, key=service.raw_key, body={"role": "user", "content": f"{n}:{i}"})
-            else:
-                kind, reply = "read", http("GET", read_url, key=service.raw_key)
-            log.append((sent, time.monotonic(), kind, reply))
-            i += 1
-            time.sleep(0.005)
-
-    clients = [threading.Thread(target=client, args=(n,)) for n in range(6)]
-    for thread in clients:
-        thread.start()
-    time.sleep(2)
-    restart_began = time.monotonic()
-    service.pg.restart("fast")
-    back_at = time.monotonic()  # pg_ctl -w returns once the server accepts connections
-    time.sleep(5)
-    stop.set()
-    for thread in clients:
-        thread.join(timeout=60)
-
-    failed = [entry for entry in log if entry[3].status not in (200, 201)]
-    after = [entry for entry in log if entry[0] >= back_at]
-    first_ok = min(answered for sent, answered, _, reply in after if reply.status in (200, 201))
-    figures = {
-        "requests": len(log),
-        "failed": len(failed),
-        "failed_statuses": sorted({reply.status for *_, reply in failed}),
-        "restart_seconds": round(back_at - restart_began, 2),
-        "recovered_seconds_after_postgres_was_back": round(max(0.0, first_ok - back_at), 2),
-        "last_failure_seconds_after_restart_began": round(
-            max((a for _, a, _, _ in failed), default=restart_began) - restart_began, 2
-        ),
-    }
-    print("restart figures:", json.dumps(figures))
-
-    assert len(log) > 200, "too little load to mean anything"
-    # At most one failed request per worker: the requests in flight when the server went away.
-    assert len(failed) <= workers, figures
-    for *_, reply in failed:
-        assert_json_503(reply)  # never a 500, a hang or a dropped connection
-    # Recovered by itself, within seconds, and stayed recovered. The bound is psycopg_pool's
-    # reconnect backoff (1 s, then 2 s, then 4 s after failed attempts during the shutdown).
-    assert first_ok - back_at < 8, figures
-    assert all(reply.status in (200, 201) for sent, _, _, reply in after if sent >= back_at + 3), figures
-    # No worker died or was replaced.
-    assert server.process.poll() is None
-    assert server.worker_pids() == pids
-    # Nothing lost: every acknowledged append is stored, sequences have no gap.
-    acknowledged = sum(1 for _, _, kind, reply in log if kind == "append" and reply.status == 201)
-    unanswered = sum(1 for _, _, kind, reply in failed if kind == "append")
-    with service.pg.connect("app") as conn:
-        sequences = [
-            row[0]
-            for row in conn.execute(
-                "SELECT sequence FROM session_messages WHERE session_id = %s ORDER BY sequence", [session_id]
-            )
-        ]
-        (total,) = conn.execute("SELECT total_messages FROM sessions WHERE id = %s", [session_id]).fetchone()
-    assert sequences == list(range(1, len(sequences) + 1))
-    assert total == len(sequences)
-    # An append whose connection died mid-commit may have been stored without its answer.
-    assert acknowledged <= len(sequences) <= acknowledged + unanswered
-
-
-def test_health_reports_the_database_down_quickly_and_healthy_again(service, start_gunicorn):
-    server = start_gunicorn(workers=2, DB_POOL_TIMEOUT="30")
-    url = f"{server.url}/health"
-    assert http("GET", url).status == 200
-
-    service.pg.stop("fast")
-    try:
-        down = [http("GET", url, timeout=30) for _ in range(4)]
-    finally:
-        service.pg.start()
-    back_at = time.monotonic()
-    for reply in down:
-        assert reply.status == 503, reply.body
-        body = reply.json()
-        assert body["status"] == "unhealthy" and body["components"][0]["status"] == "unhealthy"
-        # It waits at most HEALTH_TIMEOUT (2 s), not the 30 s pool timeout.
-        assert reply.seconds < 3, reply.seconds
-
-    while (reply := http("GET", url)).status != 200:
-        assert time.monotonic() - back_at < 10, "still unhealthy 10 s after the database came back"
-        time.sleep(0.1)
-    assert reply.json()["status"] == "healthy"
-    print("health figures:", json.dumps({"healthy_again_after_seconds": round(time.monotonic() - back_at, 2)}))
-
-
 # --- pool exhausted -----------------------------------------------------------------------------
 
 
@@ -303,7 +196,7 @@ def pgbouncer(service: Service) -> Iterator[PgBouncer]:
     bouncer = PgBouncer(server_host="127.0.0.1", server_port=service.pg.port)
     bouncer.start()
     yield bouncer
-    bouncer.stop()
+    bouncer.destroy()
 
 
 def os_flag(name: str) -> bool:

@@ -34,7 +34,7 @@ def bouncer() -> Iterator[PgBouncer]:
         try:
             yield bouncer
         finally:
-            bouncer.stop()
+            bouncer.destroy()
     finally:
         pg.destroy()
 

@@ -1,0 +1,122 @@
+"""Django's PostgreSQL backend, riding out database outages (config.db.outage).
+
+The same backend as ``django.db.backends.postgresql``; what changes is how connections are
+had and lost:
+
+* pool mode: the pool is ``config.db.pool.ResilientPool`` (fast drain of stale connections,
+  bounded waits while the database is unreachable, recovery as soon as it answers);
+* the other modes (persistent, pgbouncer, none): a new connection is made in a helper thread and
+  waited for at most DB_OUTAGE_TIMEOUT, and not tried at all while the gate is closed and stays
+  closed for that long; the health check of a kept connection is skipped while the gate is
+  closed (a ping into a host that drops packets would hang until tcp_user_timeout);
+* every mode: a query whose connection breaks closes the gate, so the next request waits for
+  the database (briefly) instead of failing on a dead connection.
+"""
+
+from __future__ import annotations
+
+from time import monotonic
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db.backends.base.base import NO_DB_ALIAS
+from django.db.backends.postgresql import base as postgresql
+from django.db.utils import DatabaseErrorWrapper
+from django.utils.functional import cached_property
+
+from config.db.outage import ConnectTimeout, DatabaseGate, connect_within, gate_for
+from config.db.pool import ResilientPool
+
+
+class OutageAwareErrorWrapper(DatabaseErrorWrapper):
+    """Django's error translation, telling the gate when an error left the connection broken."""
+
+    wrapper: DatabaseWrapper
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        if exc_type is not None and issubclass(exc_type, (psycopg.OperationalError, psycopg.InterfaceError)):
+            # Only a connection that broke says anything: a failed connect is counted where it
+            # is made, and a pool timeout may mean a busy pool, not an unreachable database.
+            connection = self.wrapper.connection
+            if connection is not None and (connection.broken or connection.closed):
+                self.wrapper.outage_gate.record_failure(exc_value)
+        super().__exit__(exc_type, exc_value, traceback)
+
+
+class DatabaseWrapper(postgresql.DatabaseWrapper):
+    # Monotonic time this thread's current request first asked for a connection (the health
+    # check of a kept connection, or a new connection): the outage wait counts from there.
+    _acquire_started: float | None = None
+
+    @cached_property
+    def outage_gate(self) -> DatabaseGate:
+        params = self.get_connection_params()
+        return gate_for(self.alias, timeout=settings.DB_POOL.outage_wait, conn_params=params)
+
+    @cached_property
+    def wrap_database_errors(self) -> DatabaseErrorWrapper:
+        return OutageAwareErrorWrapper(self)
+
+    @property
+    def pool(self) -> ResilientPool | None:
+        """Django's pool, built as Django builds it, from the resilient subclass."""
+        pool_options = self.settings_dict["OPTIONS"].get("pool")
+        if self.alias == NO_DB_ALIAS or not pool_options:
+            return None
+        pools: dict[str, ResilientPool] = self._connection_pools  # type: ignore[attr-defined]
+        if self.alias not in pools:
+            connect_kwargs = self.get_connection_params()
+            connect_kwargs["autocommit"] = True  # Django sets the real mode later
+            pool = ResilientPool(
+                kwargs=connect_kwargs,
+                open=False,  # opened on first use, in the worker process
+                configure=self._configure_connection,  # type: ignore[attr-defined]  # Django's own
+                check=ResilientPool.check_connection if self.settings_dict["CONN_HEALTH_CHECKS"] else None,
+                gate=self.outage_gate,
+                **(pool_options if isinstance(pool_options, dict) else {}),
+            )
+            pools.setdefault(self.alias, pool)  # the first thread to get here wins
+        return pools[self.alias]
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        if self.pool is not None:
+            return super().get_new_connection(conn_params)
+        gate = self.outage_gate
+        started = self._acquire_started or monotonic()
+        self._acquire_started = None
+        if gate.is_down and not gate.wait_until_open(gate.wait_deadline(started)):
+            raise psycopg.OperationalError(gate.unreachable_message())
+        try:
+            connection = connect_within(
+                lambda: super(DatabaseWrapper, self).get_new_connection(conn_params),
+                started + gate.timeout - monotonic(),
+            )
+        except (psycopg.OperationalError, ConnectTimeout) as exc:
+            gate.record_failure(exc)
+            raise
+        gate.record_success()
+        return connection
+
+    def close_if_health_check_failed(self) -> None:
+        checking = (
+            self.connection is not None
+            and self.health_check_enabled  # type: ignore[attr-defined]  # set by BaseDatabaseWrapper.connect()
+            and not self.health_check_done  # type: ignore[attr-defined]
+        )
+        if checking:
+            self._acquire_started = monotonic()
+        super().close_if_health_check_failed()
+        if checking and self.connection is not None:
+            self._acquire_started = None  # the kept connection passed: nothing to wait for
+
+    def is_usable(self) -> bool:
+        if self.connection is None:
+            return False
+        gate = self.outage_gate
+        if gate.is_down:
+            return False
+        usable = super().is_usable()
+        if not usable:
+            gate.record_failure("a kept connection failed its health check")
+        return usable
