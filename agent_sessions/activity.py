@@ -5,7 +5,8 @@ with the tables.
   ``ActivityDay`` (a rollup written once per day, ``config.db.daily``), the unsettled ones
   (today, and yesterday just after midnight) are counted live by an index range holding only
   those days: messages by ``ix_messages_created_brin``, sessions by
-  ``ix_sessions_last_activity_at`` (a session created since T has been active since T).
+  ``ix_sessions_last_activity_at`` (a session created since T has been active since T), and
+  that read is reused for 30 seconds (``config.db.daily.live``).
 * Live sessions by status: a count per status that stops at 10,000 rows, then the planner's
   estimate (``config.admin.pagination.estimated_count``).
 
@@ -25,7 +26,7 @@ from django.utils import timezone
 
 from agent_sessions.models import ActivityDay, Message, Session
 from config.admin.pagination import estimated_count
-from config.db.daily import Days, fill_missing_days
+from config.db.daily import Days, fill_missing_days, live
 
 # A session's last_activity_at starts as its creation time (set a moment before created_at):
 # sessions created since T are among those active since T minus this margin.
@@ -94,14 +95,20 @@ def _live(since: datetime.datetime) -> list[ActivityDay]:
     )
     for day, agent, n in sessions:
         rows.setdefault((day, agent), ActivityDay(day=day, agent_id=agent)).sessions_created += n
-    messages = (
+    # Per session first, then the sessions' agents by primary key: joining the day's messages to
+    # sessions would hash the whole sessions table on every page load.
+    messages = list(
         Message.objects.filter(created_at__gte=since)
         .annotate(day=_local_day("created_at"))
-        .values_list("day", "session__agent_id")
+        .values_list("day", "session_id")
         .annotate(n=Count("pk"), tokens=Sum("token_count"))
         .order_by()
     )
-    for day, agent, n, tokens in messages:
+    agents = dict(
+        Session.all_objects.filter(pk__in={session for _, session, _, _ in messages}).values_list("pk", "agent_id")
+    )
+    for day, session, n, tokens in messages:
+        agent = agents.get(session, "")
         entry = rows.setdefault((day, agent), ActivityDay(day=day, agent_id=agent))
         entry.messages += n
         entry.tokens += tokens or 0
@@ -113,7 +120,7 @@ def activity(days: Days) -> Activity:
     tokens: the rollup (filled first with any settled day it lacks) plus a live read of the rest."""
     fill_missing_days(ActivityDay.objects.filter(agent_id__isnull=True), days.settled, count_days)
     rolled = list(ActivityDay.objects.filter(day__gte=days.first, day__lte=days.settled[-1])) if days.settled else []
-    rows = rolled + _live(days.live_since)
+    rows = rolled + live("agent_sessions.activity", days, lambda: _live(days.live_since))
     sessions: dict[datetime.date, int] = defaultdict(int)
     messages: dict[datetime.date, int] = defaultdict(int)
     tokens: dict[datetime.date, int] = defaultdict(int)

@@ -18,7 +18,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from audit.models import Action, AuditDay, AuditLog
-from config.db.daily import Days, fill_missing_days
+from config.db.daily import Days, fill_missing_days, live
 
 
 def _per_day_and_action(
@@ -60,7 +60,9 @@ def per_day(days: Days, action: str = Action.FAILED_AUTH) -> dict[datetime.date,
             day__gte=days.first, day__lte=days.settled[-1], action=action
         ).values_list("day", "count"):
             counts[day] += n
-    for day, _, n in _per_day_and_action(days.live_since, action=action):
+    for day, _, n in live(
+        f"audit.activity:{action}", days, lambda: _per_day_and_action(days.live_since, action=action)
+    ):
         if day in days.live:
             counts[day] += n
     return {day: counts[day] for day in days.days}

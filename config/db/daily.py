@@ -10,20 +10,32 @@ updated: a settled day's rows do not change (the tables counted are append-only,
 creation time), so two processes filling the same day insert the same rows and the second's
 are ignored.
 
+The live part is kept ``LIVE_SECONDS`` in the shared cache (``live``): however many staff
+have the page open, the unsettled days are read at most once per interval, and the figures for
+today lag by at most that much.
+
 An app owns its rollup model and its counting query; ``fill_missing_days`` is the driver.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from django.core.cache import cache
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 R = TypeVar("R", bound=Model)
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+# How long a live read of the unsettled days is reused (see the module docstring).
+LIVE_SECONDS = 30
 
 # How long after a day ends before its rollup is written (see the module docstring).
 SETTLE = datetime.timedelta(minutes=5)
@@ -65,6 +77,25 @@ def last_days(count: int, *, now: datetime.datetime | None = None) -> Days:
     days = tuple(today - datetime.timedelta(days=n) for n in range(count - 1, -1, -1))
     settled = tuple(day for day in days if start_of(day + datetime.timedelta(days=1)) + SETTLE <= now)
     return Days(days=days, settled=settled)
+
+
+def live(key: str, days: Days, compute: Callable[[], T]) -> T:
+    """``compute()``, reused from the shared cache for ``LIVE_SECONDS`` under ``key`` and the
+    unsettled days (a new day is a new entry). A cache that is down means computing each time."""
+    full_key = f"daily-live:{key}:{days.live_since.isoformat()}"
+    try:
+        found = cache.get(full_key)
+    except Exception:  # the cache is down: the page still works, at the uncached cost
+        logger.warning("dashboard cache unavailable", exc_info=True)
+        return compute()
+    if found is not None:
+        return found  # what compute() returned last time
+    value = compute()
+    try:
+        cache.set(full_key, value, LIVE_SECONDS)
+    except Exception:
+        logger.warning("dashboard cache unavailable", exc_info=True)
+    return value
 
 
 def _runs(days: Iterable[datetime.date]) -> Iterator[tuple[datetime.date, datetime.date]]:
