@@ -27,11 +27,20 @@ define with_database
 	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(PY) -m config.db.embedded_postgres url)"; fi;
 endef
 
-run: $(VENV)/.runtime ## Serve the API and admin with gunicorn on 127.0.0.1:$(PORT)
+# First run: a git-ignored .env with DEBUG=true and a generated SECRET_KEY, so that the README's
+# commands in a second terminal (manage.py seed_demo, ...) see the same settings as the server.
+.env: | $(PY)
+	@umask 077; printf '# Written by the first `make run` (git-ignored): development settings for every command here.\nDEBUG=true\nSECRET_KEY=%s\n' \
+		"$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')" > $@
+	@echo "Wrote .env (DEBUG=true, a generated SECRET_KEY) for this checkout; edit or delete it as you like."
+
+# collectstatic writes the hashed files and their manifest too (STATIC_MANIFEST=true), so that
+# `make check-deploy` and a DEBUG=false run find them (config.checks refuses to start without).
+run: $(VENV)/.runtime .env ## Serve the API and admin with gunicorn on 127.0.0.1:$(PORT)
 	@export DEBUG="$${DEBUG:-true}" PORT=$(PORT); \
 	$(with_database) \
 	$(PY) manage.py migrate --noinput && \
-	$(PY) manage.py collectstatic --noinput -v 0 && \
+	STATIC_MANIFEST=true $(PY) manage.py collectstatic --noinput -v 0 && \
 	$(PY) manage.py bootstrap_admin --url "http://127.0.0.1:$(PORT)" && \
 	echo "API: http://127.0.0.1:$(PORT)/api/v1/  docs: http://127.0.0.1:$(PORT)/api/docs/  health: http://127.0.0.1:$(PORT)/health" && \
 	echo "Ctrl-C stops the server; the database keeps its data (make db-stop stops it too)." && \

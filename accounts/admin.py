@@ -29,7 +29,11 @@ from accounts.admin_forms import PasswordChangeForm, UserChangeForm, UserCreatio
 from accounts.authentication import acting_user
 from accounts.models import User, UserQuerySet
 from accounts.roles import Role
+from audit.history import AuditHistoryMixin
+from config.admin import dashboard
+from config.admin.display import identifier, short_datetime
 from config.admin.filters import SoftDeleteFilter
+from config.admin.pagination import estimated_count
 from config.admin.services import ServiceModelAdmin, adopt, run_for_each
 from config.errors import DomainError
 
@@ -56,20 +60,21 @@ class RoleFilter(admin.SimpleListFilter):
 
 
 @admin.register(User)
-class UserAdmin(ServiceModelAdmin[User]):
+class UserAdmin(AuditHistoryMixin[User], ServiceModelAdmin[User]):
+    audit_resource_type = services.RESOURCE
     form = UserChangeForm
     add_form = UserCreationForm
     list_display = (
-        "email",
+        "email_display",
         "name",
         "provider",
         "roles_display",
-        "is_active",
-        "is_staff",
-        "created_at",
+        "active_display",
+        "staff_display",
+        "created_display",
         "is_deleted_display",
     )
-    list_display_links = ("email",)
+    list_display_links = ("email_display",)
     list_filter = ("provider", "is_active", "is_staff", RoleFilter, SoftDeleteFilter)
     search_fields = ("email", "name", "provider_user_id")
     search_help_text = "Email, name or provider user id (contains)."
@@ -165,6 +170,22 @@ class UserAdmin(ServiceModelAdmin[User]):
             adopt(obj, services.user_update(actor=acting_user(request), user=obj, **changed))
 
     # --- list columns and read-only fields ---
+
+    @admin.display(description="email", ordering="email")
+    def email_display(self, obj: User) -> SafeString:
+        return identifier(obj.email)
+
+    @admin.display(description="active", boolean=True, ordering="is_active")
+    def active_display(self, obj: User) -> bool:
+        return obj.is_active
+
+    @admin.display(description="staff", boolean=True, ordering="is_staff")
+    def staff_display(self, obj: User) -> bool:
+        return obj.is_staff
+
+    @admin.display(description="created", ordering="created_at")
+    def created_display(self, obj: User) -> SafeString | str:
+        return short_datetime(obj.created_at)
 
     @admin.display(description="roles")
     def roles_display(self, obj: User) -> str:
@@ -278,7 +299,6 @@ class UserAdmin(ServiceModelAdmin[User]):
             except DomainError as exc:
                 form.add_error("password1", exc.message)
             else:
-                self.log_change(request, updated, [{"changed": {"fields": ["password"]}}])
                 messages.success(request, "Password changed successfully.")
                 if updated.pk == request.user.pk:
                     update_session_auth_hash(request, updated)
@@ -295,3 +315,13 @@ class UserAdmin(ServiceModelAdmin[User]):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/accounts/user/change_password.html", context)
+
+
+@dashboard.register(order=10)
+def users_panel(request: HttpRequest) -> dashboard.Panel | None:
+    """How many live users there are (exact up to 10,000, then the planner's estimate)."""
+    if not request.user.has_perm("accounts.view_user"):
+        return None
+    count, approximate = estimated_count(User.objects.all())
+    url = reverse("admin:accounts_user_changelist")
+    return dashboard.Panel(title="Users", figures=[dashboard.Figure("users", count, approximate, url=url)])

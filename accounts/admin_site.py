@@ -22,8 +22,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from accounts.models import User
+from audit.history import recent_actions
 from audit.models import AuditLog
 from audit.services import audit_log_record
+from config.admin import dashboard
 from config.context import client_ip, expect_status
 from config.ratelimit import hit, parse_rate
 
@@ -120,6 +122,16 @@ class PlatformAdminSite(admin.AdminSite):
             return view(request, *args, **kwargs)
 
         return super().admin_view(update_wrapper(audited_view, view), cacheable)
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
+        """Django's index, with the activity dashboard (the panels this staff member may see)
+        and, as recent actions, their own latest audit rows instead of Django's LogEntry."""
+        context = {
+            "dashboard": dashboard.panels_for(request),
+            "recent_actions": recent_actions(request.user),
+            **(extra_context or {}),
+        }
+        return super().index(request, context)
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         response = super().login(request, extra_context)

@@ -8,6 +8,7 @@ are cut in the table and shown whole on the message's own page.
 
 from __future__ import annotations
 
+import datetime
 import math
 from typing import Any
 
@@ -26,12 +27,16 @@ from django.utils.safestring import SafeString
 
 from accounts.authentication import acting_user
 from agent_sessions import services
+from agent_sessions.activity import activity, live_sessions_by_status
 from agent_sessions.models import Message, Session
 from agent_sessions.queries import agent_ids
-from config.admin.display import pretty_json
+from audit.history import AuditHistoryMixin
+from config.admin import dashboard
+from config.admin.display import identifier, pretty_json, short_datetime
 from config.admin.filters import DistinctValuesFilter, SoftDeleteFilter
 from config.admin.pagination import EstimatedCountPaginator
 from config.admin.services import ServiceModelAdmin, adopt, run_for_each
+from config.db.daily import last_days
 
 MESSAGES_PER_PAGE = 50
 PREVIEW_CHARS = 2_000
@@ -47,16 +52,17 @@ class AgentFilter(DistinctValuesFilter):
 
 
 @admin.register(Session)
-class SessionAdmin(ServiceModelAdmin[Session]):
+class SessionAdmin(AuditHistoryMixin[Session], ServiceModelAdmin[Session]):
+    audit_resource_type = services.RESOURCE
     list_display = (
         "title",
         "status",
-        "agent_id",
+        "agent_display",
         "owner",
-        "total_messages",
-        "total_tokens",
-        "last_activity_at",
-        "created_at",
+        "messages_display",
+        "tokens_display",
+        "last_activity_display",
+        "created_display",
     )
     list_filter = ("status", AgentFilter, ("last_activity_at", admin.DateFieldListFilter), SoftDeleteFilter)
     list_select_related = ("user",)
@@ -118,7 +124,27 @@ class SessionAdmin(ServiceModelAdmin[Session]):
     @admin.display(description="owner", ordering="user__email")
     def owner(self, obj: Session) -> SafeString:
         url = reverse("admin:accounts_user_change", args=[obj.user_id])
-        return format_html('<a href="{}">{}</a>', url, obj.user.email)
+        return format_html('<a href="{}">{}</a>', url, identifier(obj.user.email))
+
+    @admin.display(description="agent", ordering="agent_id")
+    def agent_display(self, obj: Session) -> SafeString:
+        return identifier(obj.agent_id)
+
+    @admin.display(description="messages", ordering="total_messages")
+    def messages_display(self, obj: Session) -> str:
+        return f"{obj.total_messages:,}"
+
+    @admin.display(description="tokens", ordering="total_tokens")
+    def tokens_display(self, obj: Session) -> str:
+        return f"{obj.total_tokens:,}"
+
+    @admin.display(description="last activity", ordering="last_activity_at")
+    def last_activity_display(self, obj: Session) -> SafeString | str:
+        return short_datetime(obj.last_activity_at)
+
+    @admin.display(description="created", ordering="created_at")
+    def created_display(self, obj: Session) -> SafeString | str:
+        return short_datetime(obj.created_at)
 
     @admin.display(description="context")
     def context_display(self, obj: Session) -> SafeString | str:
@@ -218,3 +244,52 @@ class SessionAdmin(ServiceModelAdmin[Session]):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/agent_sessions/session/message.html", context)
+
+
+# --- the admin index's activity panel -----------------------------------------------------------
+
+DASHBOARD_DAYS = 30
+
+
+def day_label(day: datetime.date) -> str:
+    return f"{day:%b} {day.day}"
+
+
+@dashboard.register(order=20)
+def sessions_panel(request: HttpRequest) -> dashboard.Panel | None:
+    """Live sessions by status, today's messages and tokens, and 30 days of activity."""
+    if not request.user.has_perm("agent_sessions.view_session"):
+        return None
+    days = last_days(DASHBOARD_DAYS)
+    figures = activity(days)
+    changelist = reverse("admin:agent_sessions_session_changelist")
+    return dashboard.Panel(
+        title="Sessions",
+        figures=[
+            *(
+                dashboard.Figure(
+                    f"{label.lower()} sessions", n, approximate, url=f"{changelist}?status__exact={status}"
+                )
+                for status, label, n, approximate in live_sessions_by_status()
+            ),
+            dashboard.Figure("messages today", figures.messages[days.today]),
+            dashboard.Figure("tokens today", figures.tokens[days.today]),
+        ],
+        charts=[
+            dashboard.Chart(
+                "Sessions created per day",
+                [(day_label(d), figures.sessions_created[d]) for d in days.days],
+                unit="sessions",
+            ),
+            dashboard.Chart(
+                "Messages appended per day", [(day_label(d), figures.messages[d]) for d in days.days], unit="messages"
+            ),
+            dashboard.Chart(
+                f"Tokens per agent, last {DASHBOARD_DAYS} days",
+                figures.tokens_by_agent,
+                bars=True,
+                unit="tokens",
+                empty="No tokens used in these days.",
+            ),
+        ],
+    )

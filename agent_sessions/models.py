@@ -7,6 +7,7 @@ import uuid
 from typing import Any, ClassVar, Self
 
 from django.conf import settings
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import connections, models, router, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -286,6 +287,12 @@ class Message(models.Model):
             models.CheckConstraint(condition=Q(role__in=Role.values), name="messages_role_valid"),
             models.CheckConstraint(condition=Q(sequence__gte=1), name="messages_sequence_positive"),
         ]
+        indexes = [
+            # Messages appended today (and each day's messages, once, for ActivityDay): rows are
+            # inserted in created_at order, so a BRIN index (a few pages, next to nothing to
+            # maintain on the append path) narrows a day to the block ranges holding it.
+            BrinIndex(fields=["created_at"], name="ix_messages_created_brin", autosummarize=True),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.role}"
@@ -344,3 +351,31 @@ def _refusal(session_id: uuid.UUID, owner_id: uuid.UUID | None, limit: int) -> E
     if session.total_messages >= limit:
         return MessageLimitReached(f"The session holds the maximum of {limit} messages (SESSION_MAX_MESSAGES).")
     return SessionNotActive("The session cannot take messages right now.")
+
+
+class ActivityDay(models.Model):
+    """One settled day of session activity for one agent, or (``agent_id`` NULL) for all agents.
+
+    Written once per day by ``agent_sessions.activity`` (``config.db.daily``), never updated;
+    the admin's dashboard reads 30 of these days instead of a month of messages.
+    """
+
+    day = models.DateField()
+    agent_id = models.CharField(max_length=255, null=True, blank=True, db_comment="NULL: the day's total")
+    sessions_created = models.PositiveIntegerField(default=0)
+    messages = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        db_table = "session_activity_days"
+        ordering = ["day"]
+        constraints = [
+            # Serves the dashboard's reads (a range of days) and makes a second fill a no-op.
+            models.UniqueConstraint(fields=["day", "agent_id"], name="activity_days_day_agent_uniq"),
+            models.UniqueConstraint(
+                fields=["day"], condition=Q(agent_id__isnull=True), name="activity_days_day_total_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.agent_id or 'all agents'}"

@@ -24,6 +24,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -31,6 +32,10 @@ from accounts.authentication import acting_user
 from accounts.models import User
 from apikeys import services
 from apikeys.models import APIKey
+from audit.history import AuditHistoryMixin
+from config.admin import dashboard
+from config.admin.display import identifier, short_datetime
+from config.admin.pagination import estimated_count
 from config.admin.services import ServiceModelAdmin, ServiceModelForm, adopt, run_for_each
 from config.api.permissions import scopes_for
 
@@ -134,16 +139,17 @@ class RotateForm(forms.Form):
 
 
 @admin.register(APIKey)
-class APIKeyAdmin(ServiceModelAdmin[APIKey]):
+class APIKeyAdmin(AuditHistoryMixin[APIKey], ServiceModelAdmin[APIKey]):
+    audit_resource_type = services.RESOURCE
     form = APIKeyCreateForm
     list_display = (
         "name",
         "owner",
-        "key_hint",
+        "hint_display",
         "scopes_display",
-        "rate_limit_tier",
-        "last_used_at",
-        "expires_at",
+        "tier_display",
+        "last_used_display",
+        "expires_display",
         "state_display",
     )
     list_filter = ("rate_limit_tier", KeyStateFilter)
@@ -253,7 +259,23 @@ class APIKeyAdmin(ServiceModelAdmin[APIKey]):
     @admin.display(description="owner", ordering="user__email")
     def owner(self, obj: APIKey) -> SafeString:
         url = reverse("admin:accounts_user_change", args=[obj.user_id])
-        return format_html('<a href="{}">{}</a>', url, obj.user.email)
+        return format_html('<a href="{}">{}</a>', url, identifier(obj.user.email))
+
+    @admin.display(description="hint")
+    def hint_display(self, obj: APIKey) -> SafeString:
+        return identifier(obj.key_hint)
+
+    @admin.display(description="tier", ordering="rate_limit_tier")
+    def tier_display(self, obj: APIKey) -> str:
+        return obj.get_rate_limit_tier_display()
+
+    @admin.display(description="last used", ordering="last_used_at")
+    def last_used_display(self, obj: APIKey) -> SafeString | str:
+        return short_datetime(obj.last_used_at)
+
+    @admin.display(description="expires", ordering="expires_at")
+    def expires_display(self, obj: APIKey) -> SafeString | str:
+        return short_datetime(obj.expires_at) if obj.expires_at else "never"
 
     @admin.display(description="scopes")
     def scopes_display(self, obj: APIKey) -> str:
@@ -341,3 +363,26 @@ class APIKeyAdmin(ServiceModelAdmin[APIKey]):
         response = TemplateResponse(request, "admin/apikeys/apikey/key_revealed.html", context)
         response["Referrer-Policy"] = "no-referrer"
         return response
+
+
+# --- the admin index's activity panel -----------------------------------------------------------
+
+EXPIRY_WARNING = timedelta(days=7)
+
+
+@dashboard.register(order=30)
+def keys_panel(request: HttpRequest) -> dashboard.Panel | None:
+    """Active keys, and those of them that stop working within a week."""
+    if not request.user.has_perm("apikeys.view_apikey"):
+        return None
+    active = APIKey.objects.in_state(APIKey.State.ACTIVE)
+    changelist = reverse("admin:apikeys_apikey_changelist")
+    count, approximate = estimated_count(active)
+    expiring, expiring_approximate = estimated_count(active.filter(expires_at__lte=timezone.now() + EXPIRY_WARNING))
+    return dashboard.Panel(
+        title="API keys",
+        figures=[
+            dashboard.Figure("active API keys", count, approximate, url=f"{changelist}?state=active"),
+            dashboard.Figure("keys expiring within 7 days", expiring, expiring_approximate),
+        ],
+    )

@@ -20,6 +20,7 @@ from apikeys.queries import key_with_owner
 from apikeys.throttling import AuthFailureThrottle
 from audit.models import AuditLog
 from audit.services import audit_log_record
+from config.context import authenticated_with_key
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class APIKeyAuthentication(BaseAuthentication):
         elif key.user.deleted_at is not None or not key.user.is_active:
             self._fail(request, "The key's owner is inactive.", reason="owner_inactive", key=key)
         key.update_last_used()
+        authenticated_with_key(key.pk, key.key_hint)
         return key.user, key
 
     def authenticate_header(self, request: Request) -> str:

@@ -24,50 +24,25 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
-from django.contrib.auth import get_user_model
 from django.db.models import Max, Min, Q, QuerySet
-from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
+from audit.activity import per_day
+from audit.history import actor as describe_actor
+from audit.history import emails_for, is_uuid, resource_url, short
 from audit.models import AuditLog
 from audit.queries import periods_with_rows, resource_types
-from config.admin.display import pretty_json
+from config.admin import dashboard
+from config.admin.display import identifier, pretty_json, short_datetime
 from config.admin.filters import DistinctValuesFilter
 from config.admin.pagination import EstimatedCountPaginator
-
-# resource_type -> the admin page of that resource (when there is one).
-RESOURCE_ADMIN = {
-    "user": "admin:accounts_user_change",
-    "api_key": "admin:apikeys_apikey_change",
-    "session": "admin:agent_sessions_session_change",
-}
-
-
-def _users() -> QuerySet[Any]:
-    """Every user, soft-deleted ones too (the trail outlives them): the user model's base
-    manager, which filters nothing."""
-    return get_user_model()._base_manager.all()
-
-
-def _is_uuid(value: str | None) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
-
-
-def _short(value: object) -> SafeString:
-    """A long id in a narrow column: the first 8 characters, the whole id on hover."""
-    text = str(value)
-    if len(text) <= 12:
-        return format_html("{}", text)
-    return format_html('<span title="{}">{}…</span>', text, text[:8])
+from config.db.daily import last_days
 
 
 class ResourceTypeFilter(DistinctValuesFilter):
@@ -91,9 +66,9 @@ class AuditChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         rows = list(self.result_list)
-        ids = {row.user_id for row in rows if row.user_id}
-        ids |= {row.resource_id for row in rows if row.resource_type == "user" and _is_uuid(row.resource_id)}
-        emails = {str(pk): email for pk, email in _users().filter(pk__in=ids).values_list("pk", "email")}
+        ids: set[object] = {row.user_id for row in rows if row.user_id}
+        ids |= {row.resource_id for row in rows if row.resource_type == "user"}
+        emails = emails_for(ids)
         for row in rows:
             row.user_emails = emails
         self.result_list = rows
@@ -179,14 +154,14 @@ class AuditChangeList(ChangeList):
 @admin.register(AuditLog)
 class AuditLogAdmin(admin.ModelAdmin):
     list_display = (
-        "timestamp",
+        "time_display",
         "action",
         "resource_type",
         "resource",
         "actor",
-        "ip_address",
+        "ip_display",
         "request_line",
-        "response_status",
+        "status_display",
     )
     list_filter = ("action", ResourceTypeFilter, ("timestamp", admin.DateFieldListFilter))
     date_hierarchy = "timestamp"
@@ -219,6 +194,12 @@ class AuditLogAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # An audit row never changes: it is its own history (Django's would read LogEntry).
+        return HttpResponseRedirect(reverse("admin:audit_auditlog_change", args=[object_id]))
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [str(name) for _, options in self.fieldsets for name in options["fields"]]
 
@@ -245,40 +226,49 @@ class AuditLogAdmin(admin.ModelAdmin):
 
     # --- columns ---
 
-    def _email(self, obj: AuditLog, user_id: object) -> str | None:
+    def _emails(self, obj: AuditLog) -> dict[str, str]:
         emails = getattr(obj, "user_emails", None)
         if emails is None:  # the entry's own page: one row, one lookup
-            return _users().filter(pk=user_id).values_list("email", flat=True).first()
-        return emails.get(str(user_id))
+            emails = emails_for([obj.user_id, obj.resource_id if obj.resource_type == "user" else None])
+        return emails
 
     @admin.display(description="resource")
     def resource(self, obj: AuditLog) -> SafeString | str:
         if not obj.resource_id:
             return "—"
-        url_name = RESOURCE_ADMIN.get(obj.resource_type)
-        label: SafeString | str = _short(obj.resource_id)
-        if obj.resource_type == "user" and _is_uuid(obj.resource_id):
-            label = self._email(obj, obj.resource_id) or label
-        if url_name is None:
-            return label
-        try:
-            url = reverse(url_name, args=[obj.resource_id])
-        except NoReverseMatch:
+        label: SafeString | str = short(obj.resource_id)
+        if obj.resource_type == "user" and is_uuid(obj.resource_id):
+            email = self._emails(obj).get(obj.resource_id)
+            label = identifier(email) if email else label
+        url = resource_url(obj.resource_type, obj.resource_id)
+        if url is None:
             return label
         return format_html('<a href="{}">{}</a>', url, label)
 
     @admin.display(description="actor")
-    def actor(self, obj: AuditLog) -> SafeString | str:
-        if obj.user_id is None:
-            return (obj.metadata or {}).get("actor") or "—"
-        url = reverse("admin:accounts_user_change", args=[obj.user_id])
-        return format_html('<a href="{}">{}</a>', url, self._email(obj, obj.user_id) or _short(obj.user_id))
+    def actor(self, obj: AuditLog) -> SafeString:
+        return describe_actor(obj, self._emails(obj))
+
+    @admin.display(description="time", ordering="timestamp")
+    def time_display(self, obj: AuditLog) -> SafeString | str:
+        return short_datetime(obj.timestamp)
+
+    @admin.display(description="IP")
+    def ip_display(self, obj: AuditLog) -> SafeString | str:
+        if not obj.ip_address:
+            return "—"
+        # An IPv4 address stays on one line; a long IPv6 one may break.
+        return identifier(obj.ip_address) if ":" in obj.ip_address else obj.ip_address
+
+    @admin.display(description="status")
+    def status_display(self, obj: AuditLog) -> int | str:
+        return obj.response_status if obj.response_status is not None else "—"
 
     @admin.display(description="request")
-    def request_line(self, obj: AuditLog) -> str:
+    def request_line(self, obj: AuditLog) -> SafeString | str:
         if not obj.request_method:
             return "—"
-        return f"{obj.request_method} {obj.request_path or ''}".strip()
+        return identifier(f"{obj.request_method} {obj.request_path or ''}".strip())
 
     @admin.display(description="all rows of this request")
     def request(self, obj: AuditLog) -> SafeString | str:
@@ -294,3 +284,29 @@ class AuditLogAdmin(admin.ModelAdmin):
     @admin.display(description="metadata")
     def metadata_display(self, obj: AuditLog) -> SafeString | str:
         return pretty_json(obj.metadata)
+
+
+# --- the admin index's activity panel -----------------------------------------------------------
+
+DASHBOARD_DAYS = 30
+
+
+@dashboard.register(order=40)
+def failed_authentications_panel(request: HttpRequest) -> dashboard.Panel | None:
+    """Failed authentications (API keys and admin logins) per day, for 30 days."""
+    if not request.user.has_perm("audit.view_auditlog"):
+        return None
+    days = last_days(DASHBOARD_DAYS)
+    counts = per_day(days, AuditLog.Action.FAILED_AUTH)
+    url = reverse("admin:audit_auditlog_changelist") + f"?action__exact={AuditLog.Action.FAILED_AUTH}"
+    return dashboard.Panel(
+        title="Authentication",
+        figures=[dashboard.Figure("failed authentications today", counts[days.today], url=url)],
+        charts=[
+            dashboard.Chart(
+                "Failed authentications per day",
+                [(f"{day:%b} {day.day}", counts[day]) for day in days.days],
+                unit="failed",
+            )
+        ],
+    )

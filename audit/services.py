@@ -77,6 +77,10 @@ def audit_log_record(
     meta = dict(metadata or {})
     if context is not None and context.system_actor:
         meta.setdefault("actor", context.system_actor)
+    if context is not None and context.api_key_id is not None:
+        # Which of the actor's keys made the request: its id and display hint, never the key.
+        meta.setdefault("api_key_id", str(context.api_key_id))
+        meta.setdefault("api_key_hint", context.api_key_hint)
     return AuditLog.objects.create(
         timestamp=timezone.now(),
         user_id=actor_id,

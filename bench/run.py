@@ -336,6 +336,149 @@ def fill_audit(database_url: str, total: int) -> int:
         return conn.execute("SELECT count(*) FROM audit_logs").fetchone()[0]
 
 
+# --- admin index at 1,000,000 messages and 1,000,000 audit rows --------------------------------
+
+
+def admin_index(base: str, database_url: str, *, total: int = 1_000_000, requests: int = 30) -> dict[str, float]:
+    """GET /admin/ as a superuser (the activity dashboard) once the bench database holds
+    ``total`` messages over 60 days (20 agents) and ``total`` audit rows (2% failed
+    authentications, 60 days). Times the first request, which rolls up the settled days once,
+    then ``requests`` more, one at a time."""
+    import http.cookies
+    import statistics
+    import urllib.error
+    import urllib.parse
+
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET statement_timeout = 0")
+        owner = conn.execute("SELECT id FROM users WHERE email = 'bench@example.com'").fetchone()[0]
+        missing = total - conn.execute("SELECT count(*) FROM session_messages").fetchone()[0]
+        if missing > 0:
+            sessions = max(1, missing // 50)
+            conn.execute(
+                """
+                INSERT INTO sessions (id, user_id, agent_id, title, status, context, metadata, total_messages,
+                                      total_tokens, last_activity_at, created_at, updated_at)
+                SELECT gen_random_uuid(), %s, 'dash-agent-' || (g %% 20), 'dashboard filler', 'completed', '{}', '{}',
+                       50, 750, now() - make_interval(secs => (%s - g) * 5184000.0 / %s),
+                       now() - make_interval(secs => (%s - g) * 5184000.0 / %s), now()
+                  FROM generate_series(1, %s) g
+                """,
+                [owner, sessions, sessions, sessions, sessions, sessions],
+            )
+            conn.execute(
+                """
+                INSERT INTO session_messages (id, session_id, sequence, role, content, metadata, token_count, created_at)
+                SELECT gen_random_uuid(), s.id, g, 'user', repeat('filler ', 10), '{}', 15, s.created_at + make_interval(secs => g)
+                  FROM (SELECT id, created_at FROM sessions WHERE title = 'dashboard filler') s, generate_series(1, 50) g
+                 ORDER BY s.created_at + make_interval(secs => g)
+                """
+            )
+        missing = total - conn.execute("SELECT count(*) FROM audit_logs").fetchone()[0]
+        if missing > 0:
+            conn.execute(
+                """
+                INSERT INTO audit_logs (id, created_at, updated_at, timestamp, user_id, action, resource_type,
+                                        resource_id, ip_address, request_id, changes)
+                SELECT gen_random_uuid(), now(), now(), now() - make_interval(secs => g * 5184000.0 / %s),
+                       gen_random_uuid(), CASE WHEN g %% 50 = 0 THEN 'FAILED_AUTH' ELSE 'UPDATE' END, 'session',
+                       g::text, '127.0.0.1', gen_random_uuid(), '{"title": {"old": "a", "new": "b"}}'
+                  FROM generate_series(1, %s) g
+                """,
+                [missing, missing],
+            )
+        conn.execute("VACUUM ANALYZE session_messages")
+        conn.execute("VACUUM ANALYZE audit_logs")
+        conn.execute("ANALYZE")
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM session_messages), (SELECT count(*) FROM audit_logs)"
+        ).fetchone()
+
+    from accounts.models import User
+    from accounts.services import user_create
+
+    password = "bench-admin-password-0123456789"
+    if not User.objects.filter(email="bench-root@example.com").exists():
+        user_create(
+            actor=None,
+            email="bench-root@example.com",
+            name="Root",
+            password=password,
+            is_staff=True,
+            is_superuser=True,
+            roles=["super_admin"],
+        )
+    # By hand: the service's cookies are Secure (DEBUG off), which a cookie jar keeps off plain HTTP.
+    cookies: dict[str, str] = {}
+
+    def call(path: str, data: bytes | None = None) -> tuple[int, bytes]:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items()), "Referer": f"{base}{path}"}
+        request = urllib.request.Request(f"{base}{path}", data=data, headers=headers)
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            response = opener.open(request, timeout=60)
+        except urllib.error.HTTPError as error:
+            response = error
+        for header in response.headers.get_all("Set-Cookie") or []:
+            for morsel in http.cookies.SimpleCookie(header).values():
+                cookies[morsel.key] = morsel.value
+        return response.status, response.read()
+
+    call("/admin/login/")
+    form = urllib.parse.urlencode(
+        {"username": "bench-root@example.com", "password": password, "csrfmiddlewaretoken": cookies["csrftoken"]}
+    ).encode()
+    status, _ = call("/admin/login/", form)
+    assert status == 302 and "sessionid" in cookies, f"the bench superuser could not log in ({status})"
+
+    def timed() -> float:
+        started = time.perf_counter()
+        status, body = call("/admin/")
+        assert status == 200 and b'id="activity-dashboard"' in body, status
+        return (time.perf_counter() - started) * 1000
+
+    def uncached() -> float:
+        # As every LIVE_SECONDS (config.db.daily): today read live again (the database cache).
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM django_cache WHERE cache_key LIKE '%%daily-live%%'")
+        return timed()
+
+    first = timed()
+    cold = sorted(uncached() for _ in range(requests))
+    warm = sorted(timed() for _ in range(requests))
+    return {
+        "messages": counts[0],
+        "audit_rows": counts[1],
+        "first_ms": first,
+        "uncached_p50_ms": statistics.median(cold),
+        "uncached_p95_ms": cold[int(len(cold) * 0.95) - 1],
+        "cached_p50_ms": statistics.median(warm),
+        "cached_p95_ms": warm[int(len(warm) * 0.95) - 1],
+    }
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def admin_index_table(figures: dict[str, float]) -> str:
+    return "\n".join(
+        [
+            "### Admin index (activity dashboard), one request at a time",
+            "",
+            "| messages | audit rows | first (rolls up 29 days) ms | today read live: p50 / p95 ms "
+            "| within 30 s (cached): p50 / p95 ms |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {figures['messages']:,} | {figures['audit_rows']:,} | {figures['first_ms']:.0f} | "
+            f"{figures['uncached_p50_ms']:.1f} / {figures['uncached_p95_ms']:.1f} | "
+            f"{figures['cached_p50_ms']:.1f} / {figures['cached_p95_ms']:.1f} |",
+        ]
+    )
+
+
 # --- reporting --------------------------------------------------------------------------------
 
 
@@ -516,6 +659,11 @@ def main() -> int:
                     + f"  (largest/smallest {max(p50s) / min(p50s):.2f})",
                     flush=True,
                 )
+        dashboard = None
+        if not only or "admin index" in only:
+            print("admin index at 1,000,000 messages and audit rows ...", flush=True)
+            dashboard = admin_index(base, database_url)
+            print("  admin index: " + ", ".join(f"{k} {v:,.1f}" for k, v in dashboard.items()), flush=True)
     finally:
         server.stop()
 
@@ -533,6 +681,7 @@ def main() -> int:
     report = "\n\n".join(
         [header, table(results, "Load (ratio = req/s / hello floor at the same connections)")]
         + ([growth_table(series)] if series else [])
+        + ([admin_index_table(dashboard)] if dashboard else [])
     )
     out = RESULTS / f"bench-{stamp}.md"
     out.write_text(report + "\n")

@@ -26,7 +26,9 @@ class ProjectConfig(AppConfig):
     def ready(self) -> None:
         from django.apps import apps
         from django.conf import settings
+        from django.core import checks
 
+        from config.checks import check_static_manifest
         from config.db.migrate import after_migrate
 
         # The rate-limit counters live in the database cache table; `migrate` at deploy makes
@@ -35,6 +37,8 @@ class ProjectConfig(AppConfig):
         # the last such app, so the hook runs once, after every app is migrated.
         last = [config for config in apps.get_app_configs() if config.models_module is not None][-1]
         post_migrate.connect(after_migrate, sender=last, dispatch_uid="config.after_migrate")
+        # A deploy check only: migrate and collectstatic itself must still run without a manifest.
+        checks.register(check_static_manifest, checks.Tags.staticfiles, deploy=True)
         if settings.DB_POOL.echo_sql:
             connection_created.connect(_echo_sql, dispatch_uid="config.echo_sql")
 

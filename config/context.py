@@ -37,6 +37,10 @@ class RequestContext:
     # Set for system actions (management commands): "system:expire_sessions".
     system_actor: str | None = None
     user_id: uuid.UUID | None = None
+    # The API key the request authenticated with (its id and non-secret display hint), so that
+    # audit rows say which of a user's keys acted.
+    api_key_id: uuid.UUID | None = None
+    api_key_hint: str | None = None
 
 
 def current() -> RequestContext | None:
@@ -57,6 +61,14 @@ def system_actor(name: str) -> Iterator[RequestContext]:
     """Run management-command work as a named system actor (audit rows say who did it)."""
     with bound(RequestContext(system_actor=f"system:{name}")) as context:
         yield context
+
+
+def authenticated_with_key(key_id: uuid.UUID, hint: str) -> None:
+    """Tell the audit writer which API key the current request authenticated with."""
+    context = current()
+    if context is not None:
+        context.api_key_id = key_id
+        context.api_key_hint = hint
 
 
 def expect_status(status: int) -> None:

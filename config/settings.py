@@ -8,6 +8,7 @@ the README's configuration table.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
@@ -44,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc, pinned, served by whitenoise (no CDN)
     "audit",
     "accounts",
     "apikeys",
@@ -206,7 +208,7 @@ CSRF_COOKIE_HTTPONLY = True
 # --- Static files -----------------------------------------------------------------------------
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 # Hashed, compressed, cache-forever files after `collectstatic` (make run does it). The test
 # suite serves straight from the apps (STATIC_MANIFEST=false) so it needs no collectstatic.
 STATIC_MANIFEST = env_bool("STATIC_MANIFEST", not DEBUG)
@@ -274,6 +276,20 @@ SPECTACULAR_SETTINGS = {
         "ScopeEnum": "config.api.permissions.Scope",
         "RateLimitTierEnum": "apikeys.models.APIKey.Tier",
     },
+}
+
+# --- API docs (offline) ------------------------------------------------------------------------
+
+# /api/docs/ (Swagger UI) and /api/redoc/ load their scripts from drf-spectacular-sidecar's
+# pinned copy in our static files, never a CDN: the pages work without internet, and staff
+# open them with their session cookie, so no third-party script runs there.
+SPECTACULAR_SETTINGS |= {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No validator badge (it would fetch from validator.swagger.io). The key typed into
+    # "Authorize" is not persisted (persistAuthorization stays off: no raw key in localStorage).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # --- Logging ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ the schema and its docs, the admin, and the JSON error handlers."""
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from config import health, views
 
@@ -21,7 +21,8 @@ urlpatterns = [
     path("health/ready", health.ready, name="health-ready"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/docs/", views.SwaggerDocsView.as_view(url_name="schema"), name="docs"),
+    path("api/redoc/", views.RedocDocsView.as_view(url_name="schema"), name="redoc"),
     path("admin/", admin.site.urls),
 ]
 

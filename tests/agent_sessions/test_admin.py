@@ -37,7 +37,7 @@ def test_session_list_shows_status_agent_owner_and_counts(root_client: Client, a
     session_complete(actor=None, session=two)
     html = root_client.get(LIST).content.decode()
     assert "Trip plan" in html and "planner" in html and "alice@example.com" in html
-    for column in ("column-status", "column-total_messages", "column-total_tokens", "column-last_activity_at"):
+    for column in ("column-status", "column-messages_display", "column-tokens_display", "column-last_activity_display"):
         assert column in html
     completed = root_client.get(LIST, {"status__exact": "completed"}).content.decode()
     assert "Fix bug" in completed and "Trip plan" not in completed

@@ -30,7 +30,7 @@ def test_key_list_shows_hint_owner_scopes_tier_and_state(root_client: Client, al
     assert alice.key.key_hint in html and "alice@example.com" in html and "read, write" in html
     assert "enterprise" in html.lower()
     assert "key-state-active" in html and "key-state-revoked" in html and "key-state-expired" in html
-    for column in ("column-last_used_at", "column-expires_at", "column-state_display"):
+    for column in ("column-last_used_display", "column-expires_display", "column-state_display"):
         assert column in html
     assert alice.key.key_hash not in html
 
