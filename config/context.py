@@ -1,6 +1,6 @@
 """Who is acting and through which request: the context every audit row and log line carries.
 
-``config.middleware.RequestContextMiddleware`` binds one per HTTP request; management commands
+``config.middleware.EdgeMiddleware`` binds one per HTTP request; management commands
 bind a system context. Services never receive the request: the audit writer (``audit.services``)
 reads this instead, as do the request log, the rate limits (the client address) and the API's
 viewset base (the status an action answers).

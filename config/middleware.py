@@ -1,5 +1,14 @@
-"""The project's middleware: the request context and request log, hostile input refused up
-front, and database outages answered as JSON 503 outside DRF views."""
+"""The project's middleware.
+
+* ``EdgeMiddleware``, outermost: the request context and the request log, database outages
+  answered as JSON 503 outside DRF views; ``HostileInputMiddleware``: hostile input refused up
+  front.
+* The admin's machinery (sessions, ``request.user`` from the session, messages) is Django's own,
+  wrapped to step aside on requests that cannot need it: API and probe paths that carry no
+  session cookie. (CSRF protection stays Django's, unwrapped, for every request.) An API key or a token authenticates on its own; staff using the
+  browsable API carry the cookie and get the whole stack. ``bench/README.md`` has what that
+  saves per request.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +17,13 @@ import time
 from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
+from django.conf import settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.functional import empty
 
 from config.context import bound, from_request
 from config.db.text import is_storable
@@ -19,39 +33,8 @@ logger = logging.getLogger(__name__)
 request_logger = logging.getLogger("request")
 
 
-class RequestContextMiddleware:
-    """Binds the request context (request id, client address, user agent) and logs each request."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        started = time.perf_counter()
-        context = from_request(request)
-        request.request_id = context.request_id  # type: ignore[attr-defined]
-        with bound(context):
-            response = self.get_response(request)
-            duration_ms = (time.perf_counter() - started) * 1000
-            response["X-Request-ID"] = str(context.request_id)
-            user = getattr(request, "user", None)
-            user_id = getattr(user, "pk", None) if getattr(user, "is_authenticated", False) else None
-            # Path only: query strings and bodies can carry content we must not log.
-            request_logger.info(
-                "%s %s %s %.1fms",
-                context.method,
-                context.path,
-                response.status_code,
-                duration_ms,
-                extra={
-                    "method": context.method,
-                    "path": context.path,
-                    "status": response.status_code,
-                    "duration_ms": round(duration_ms, 2),
-                    "user_id": str(user_id) if user_id else None,
-                    "client_ip": context.ip_address,
-                },
-            )
-        return response
+# Paths served to API clients and probes only; anything else may be a staff page.
+LEAN_PREFIXES = ("/api/", "/health", "/_bench/")
 
 
 def _is_utf8(query: str) -> bool:
@@ -67,41 +50,83 @@ def _is_utf8(query: str) -> bool:
 
 class HostileInputMiddleware:
     """A NUL byte or an unpaired surrogate in the path or query string, or a query string that is
-    not UTF-8, is a 400, up front.
+    not UTF-8, is a 400, up front (after SecurityMiddleware, so the 400 carries its headers).
 
-    PostgreSQL cannot store or compare such strings; refusing them here means no filter,
-    search box or lookup further down has to remember to.
+    PostgreSQL cannot store or compare such strings; refusing them here means no filter, search
+    box or lookup further down has to remember to.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        query = request.META.get("QUERY_STRING", "")
-        if query and not _is_utf8(query):
-            # Django would decode it with replacement characters and filter on those.
-            return JsonResponse({"detail": "The query string is not valid UTF-8.", "code": "invalid_query"}, status=400)
-        if not is_storable(request.path):
-            return JsonResponse(
-                {"detail": "The path contains a NUL byte or an invalid character.", "code": "invalid_path"}, status=400
-            )
+        return hostile_input(request) or self.get_response(request)
+
+
+def hostile_input(request: HttpRequest) -> JsonResponse | None:
+    query = request.META.get("QUERY_STRING", "")
+    if query and not _is_utf8(query):
+        # Django would decode it with replacement characters and filter on those.
+        return JsonResponse({"detail": "The query string is not valid UTF-8.", "code": "invalid_query"}, status=400)
+    if not is_storable(request.path):
+        return JsonResponse(
+            {"detail": "The path contains a NUL byte or an invalid character.", "code": "invalid_path"}, status=400
+        )
+    if query:
         for key, values in request.GET.lists():
             if not is_storable(key) or not all(is_storable(v) for v in values):
                 return JsonResponse(
                     {key if is_storable(key) else "query": ["Contains a NUL byte or an invalid character."]},
                     status=400,
                 )
-        return self.get_response(request)
+    return None
 
 
-class DatabaseUnavailableMiddleware:
-    """Outside DRF views (admin, health), a lost or exhausted database is a JSON 503."""
+def _user_id(request: HttpRequest) -> str | None:
+    """The authenticated user's id, without resolving a lazy ``request.user`` nobody asked for
+    (on a probe or an anonymous page that would load a session just to log "anonymous")."""
+    user = request.__dict__.get("user")
+    if user is None:
+        return None
+    wrapped = getattr(user, "_wrapped", user)
+    if wrapped is empty or not getattr(wrapped, "is_authenticated", False):
+        return None
+    return str(wrapped.pk)
+
+
+class EdgeMiddleware:
+    """Outermost: binds the request context (request id, client address, user agent), logs each
+    request, and answers a lost or exhausted database outside DRF views (admin, health) with the
+    JSON 503 every other layer answers it with."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        started = time.perf_counter()
+        context = from_request(request)
+        request.request_id = context.request_id  # type: ignore[attr-defined]
+        with bound(context):
+            response = self.get_response(request)
+            duration_ms = (time.perf_counter() - started) * 1000
+            response["X-Request-ID"] = str(context.request_id)
+            # Path only: query strings and bodies can carry content we must not log.
+            request_logger.info(
+                "%s %s %s %.1fms",
+                context.method,
+                context.path,
+                response.status_code,
+                duration_ms,
+                extra={
+                    "method": context.method,
+                    "path": context.path,
+                    "status": response.status_code,
+                    "duration_ms": round(duration_ms, 2),
+                    "user_id": _user_id(request),
+                    "client_ip": context.ip_address,
+                },
+            )
+        return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, (OperationalError, InterfaceError)):
@@ -110,3 +135,28 @@ class DatabaseUnavailableMiddleware:
                 DATABASE_UNAVAILABLE_BODY, status=DATABASE_UNAVAILABLE_STATUS, headers=DATABASE_UNAVAILABLE_HEADERS
             )
         return None
+
+
+# --- the admin's machinery, out of the way of API clients -------------------------------------
+
+
+def serves_staff(request: HttpRequest) -> bool:
+    """Whether a request may need a session, ``request.user`` from it, or messages: every page
+    outside the API and the probes, and any request with a session cookie (staff in the
+    browsable API)."""
+    return not request.path_info.startswith(LEAN_PREFIXES) or settings.SESSION_COOKIE_NAME in request.COOKIES
+
+
+class StaffSessionMiddleware(SessionMiddleware):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return super().__call__(request) if serves_staff(request) else self.get_response(request)  # type: ignore[return-value]
+
+
+class StaffAuthenticationMiddleware(AuthenticationMiddleware):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return super().__call__(request) if serves_staff(request) else self.get_response(request)  # type: ignore[return-value]
+
+
+class StaffMessageMiddleware(MessageMiddleware):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return super().__call__(request) if serves_staff(request) else self.get_response(request)  # type: ignore[return-value]

@@ -53,16 +53,17 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "config.middleware.RequestContextMiddleware",
+    "config.middleware.EdgeMiddleware",  # request context and log, JSON 503s
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.HostileInputMiddleware",
-    "config.middleware.DatabaseUnavailableMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's own, stepping aside for API and probe requests without a session cookie
+    # (config.middleware.serves_staff): they need no session, session user or messages.
+    "config.middleware.StaffSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "config.middleware.StaffAuthenticationMiddleware",
+    "config.middleware.StaffMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
