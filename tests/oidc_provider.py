@@ -16,9 +16,11 @@ from __future__ import annotations
 import socket
 import threading
 import urllib.parse
+import uuid
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import authlib.deprecate
@@ -129,6 +131,35 @@ class MockProvider:
         return str(response.json()["id_token"])
 
 
+@dataclass
+class Providers:
+    azure: MockProvider
+    cognito: MockProvider
+    generic: MockProvider
+
+    def azure_token(self, oid: str | None = None, **claims: Any) -> str:
+        """An Azure AD token of user ``oid`` (its app roles in ``roles``)."""
+        oid = oid or str(uuid.uuid4())
+        base = {"oid": oid, "tid": AZURE_TENANT, "email": f"{oid[:8]}@contoso.example", "name": "Azure User"}
+        return self.azure.id_token(f"azure-{oid}", {**base, **claims}, client_id=AZURE_CLIENT_ID)
+
+    def cognito_id_token(self, sub: str | None = None, **claims: Any) -> str:
+        sub = sub or str(uuid.uuid4())
+        base = {"token_use": "id", "email": f"{sub[:8]}@cognito.example", "cognito:username": f"user-{sub[:8]}"}
+        return self.cognito.id_token(sub, {**base, **claims}, client_id=COGNITO_CLIENT_ID)
+
+    def cognito_access_token(self, sub: str | None = None, **claims: Any) -> str:
+        """Shaped as Cognito's: token_use access, the app client in client_id, no aud (null), no email."""
+        sub = sub or str(uuid.uuid4())
+        base = {"token_use": "access", "client_id": COGNITO_CLIENT_ID, "aud": None, "scope": "openid email"}
+        return self.cognito.id_token(sub, {**base, **claims}, client_id="cognito-hosted-ui")
+
+    def generic_token(self, sub: str | None = None, **claims: Any) -> str:
+        sub = sub or str(uuid.uuid4())
+        base = {"email": f"{sub[:8]}@sso.example", "name": "SSO User"}
+        return self.generic.id_token(sub, {**base, **claims}, client_id=OIDC_CLIENT_ID)
+
+
 def provider_env(
     *, azure: MockProvider | None = None, cognito: MockProvider | None = None, generic: MockProvider | None = None
 ) -> dict[str, str]:
@@ -146,8 +177,15 @@ def provider_env(
             COGNITO_REGION="eu-west-1",
             COGNITO_USER_POOL_ID="eu-west-1_Example1",
             COGNITO_CLIENT_ID=COGNITO_CLIENT_ID,
+            # The mock's token endpoint authenticates clients by secret only (no public clients).
+            COGNITO_CLIENT_SECRET="cognito-client-secret",
             COGNITO_ISSUER=cognito.issuer,
         )
     if generic is not None:
-        env.update(OIDC_ISSUER=generic.issuer, OIDC_CLIENT_ID=OIDC_CLIENT_ID, OIDC_LABEL="Example SSO")
+        env.update(
+            OIDC_ISSUER=generic.issuer,
+            OIDC_CLIENT_ID=OIDC_CLIENT_ID,
+            OIDC_CLIENT_SECRET="oidc-client-secret",
+            OIDC_LABEL="Example SSO",
+        )
     return env

@@ -25,8 +25,7 @@ from accounts.models import User
 from accounts.oidc import keys
 from audit.models import AuditLog
 from config.identity_providers import identity_providers_from
-from tests.accounts.conftest import Providers
-from tests.oidc_provider import AZURE_CLIENT_ID, AZURE_TENANT, COGNITO_CLIENT_ID, MockProvider, provider_env
+from tests.oidc_provider import AZURE_CLIENT_ID, AZURE_TENANT, COGNITO_CLIENT_ID, MockProvider, Providers, provider_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
