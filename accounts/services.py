@@ -423,7 +423,11 @@ def user_for_identity(*, identity: ProviderIdentity, auto_provision: bool) -> Us
     only, never by email. An unknown one is created (``auto_provision``) with one CREATE audit
     row; changed claims update the user (one UPDATE row) at most once per OIDC_SYNC_SECONDS,
     never a write per request. Both rows have the actor ``system:oidc``. IdentityRefused for an
-    unknown user without provisioning, a deleted or inactive one, or an email held elsewhere."""
+    unknown user without provisioning, a deleted or inactive one, or an email held elsewhere.
+
+    Not one transaction: the lookup is a read, and provisioning and the sync are each one
+    (user_create, user_update); a provisioning that loses a race to a concurrent first request
+    rolls back alone and the winner's row is used."""
     user = _identity_owner(identity)
     if user is None:
         if not auto_provision:

@@ -499,3 +499,16 @@ def test_a_cold_start_with_the_provider_down_answers_503_then_recovers(live_serv
     lone_provider.start()
     time.sleep(0.3)
     assert call(live_server, token).status_code == 200
+
+
+def test_an_old_key_set_is_refreshed_and_kept_if_the_refresh_fails(live_server, lone_provider, monkeypatch):
+    token = generic_token(lone_provider)
+    assert call(live_server, token).status_code == 200
+    monkeypatch.setattr(keys, "MAX_AGE", 0.0)  # every set is old now
+    monkeypatch.setattr(keys, "REFETCH_INTERVAL", 1.0)
+
+    assert call(live_server, token).status_code == 200
+    assert lone_provider.hits["/jwks"] == 2  # refreshed
+    lone_provider.stop()
+    time.sleep(2.1)  # past the interval and the shared claim's timeout
+    assert call(live_server, token).status_code == 200  # the refresh failed; the last good set serves
