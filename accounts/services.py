@@ -15,10 +15,11 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Count, Sum
 
 from accounts.models import LIST_CLEANERS, User
 from accounts.oidc.identity import IdentityRefused, ProviderIdentity
+from accounts.queries import identity_owner
 from audit.models import AuditLog
 from audit.services import audit_log_record, diff, snapshot
 from config.context import acting_as_system
@@ -347,11 +348,7 @@ SYNC_KEY = "oidc-sync:{user_id}"
 
 def _identity_owner(identity: ProviderIdentity) -> User | None:
     # Deleted users too: a soft-deleted user stays locked out instead of coming back as a new one.
-    return (
-        User.all_objects.filter(provider=identity.provider, provider_user_id=identity.subject)
-        .order_by(F("deleted_at").asc(nulls_first=True))
-        .first()
-    )
+    return identity_owner(identity.provider, identity.subject)
 
 
 def _ensure_may_act(user: User) -> None:

@@ -15,6 +15,7 @@ does not say (a Cognito access token has no email or name), and then the stored 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +82,12 @@ def _strings(value: object) -> list[str]:
 def _email(value: object) -> str | None:
     if not isinstance(value, str) or len(value) > 255:
         return None
+    return _valid_email(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_email(value: str) -> str | None:
+    # Every request of a user carries the same address: validate it once per process.
     try:
         validate_email(value)
     except ValidationError:
