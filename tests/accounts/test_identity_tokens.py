@@ -418,7 +418,10 @@ def test_a_malformed_jwt_is_refused(live_server, providers):
     refused(call(live_server, token), "token_malformed", token)
 
 
-def test_failures_are_audited_without_the_token_and_count_toward_the_failure_rate(live_server, providers, settings):
+def test_failures_are_audited_without_the_token_and_count_toward_the_failure_rate(
+    live_server, providers, settings, caplog
+):
+    caplog.set_level("INFO")
     cache.clear()  # rate counters outlive transactional tests
     settings.AUTH_FAILURE_RATE = "3/hour"
     token = providers.azure_token(exp=int(time.time()) - 600)
@@ -430,6 +433,8 @@ def test_failures_are_audited_without_the_token_and_count_toward_the_failure_rat
     assert all(r.response_status == 401 and r.ip_address == "127.0.0.1" for r in rows)
     stored = json.dumps([[r.changes, r.metadata, r.request_path] for r in rows])
     assert token not in stored and token.split(".")[2] not in stored
+    assert "identity token refused" in caplog.text  # the log says why, never with the token
+    assert token.split(".")[2] not in caplog.text
 
 
 # --- the provider's keys: cached, refetched rarely, kept while it is down ----------------------
