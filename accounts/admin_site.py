@@ -1,4 +1,5 @@
-"""The admin site: Django's, with a login that is throttled per client address and audited.
+"""The admin site: Django's, with a login that is throttled per client address and audited,
+and a sign-in with each configured identity provider (accounts.oidc.signin).
 
 Failed logins are counted per client address (``config.context.client_ip``, which believes
 X-Forwarded-For only from TRUSTED_PROXIES) in the shared rate-limit cache. Once an address
@@ -12,6 +13,7 @@ from __future__ import annotations
 import time
 from functools import update_wrapper
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import admin
@@ -20,6 +22,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, URLResolver, path, reverse
 
 from accounts.models import User
 from audit.history import recent_actions
@@ -110,6 +113,18 @@ class PlatformAdminSite(admin.AdminSite):
     site_title = "Agent platform admin"
     index_title = "Users, API keys, sessions and the audit trail"
     login_form = ThrottledAuthenticationForm
+    # Django's login page plus a "Sign in with ..." button per identity provider.
+    login_template = "admin/accounts/login.html"
+
+    def get_urls(self) -> list[URLResolver | URLPattern]:
+        from accounts.oidc import signin
+
+        # Outside admin_view: whoever signs in is not logged in yet.
+        return [
+            path("sign-in/<str:provider>/", signin.sign_in, name="oidc-sign-in"),
+            path("sign-in/<str:provider>/callback/", signin.callback, name="oidc-callback"),
+            *super().get_urls(),
+        ]
 
     def admin_view(self, view: Any, cacheable: bool = False) -> Any:
         """Every admin page, as Django wraps it; and every admin write is audited with the status
@@ -134,7 +149,15 @@ class PlatformAdminSite(admin.AdminSite):
         return super().index(request, context)
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        response = super().login(request, extra_context)
+        from accounts.oidc.signin import sign_in_providers
+
+        next_url = request.GET.get("next", "")
+        suffix = f"?{urlencode({'next': next_url})}" if next_url else ""
+        providers = [
+            {"key": p.key, "label": p.label, "url": reverse("admin:oidc-sign-in", args=[p.key]) + suffix}
+            for p in sign_in_providers()
+        ]
+        response = super().login(request, {**(extra_context or {}), "identity_providers": providers})
         if request.method != "POST":
             return response
         if response.status_code == 302 and request.user.is_authenticated:

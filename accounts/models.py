@@ -1,4 +1,5 @@
-"""The platform's users: local accounts and users of an identity provider (Azure AD, Cognito)."""
+"""The platform's users: local accounts and users of an identity provider (Azure AD, Cognito,
+another OpenID Connect issuer)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ class Provider(models.TextChoices):
     LOCAL = "local", "Local"
     AZURE_AD = "azure_ad", "Azure AD"
     AWS_COGNITO = "aws_cognito", "AWS Cognito"
+    # Any other OpenID Connect issuer (OIDC_ISSUER); provider_user_id is its `sub`.
+    OIDC = "oidc", "OpenID Connect"
 
 
 class UserQuerySet(SoftDeleteQuerySet):
@@ -204,7 +207,7 @@ class User(UUIDTimestampedModel, SoftDeleteModel, AbstractBaseUser, PermissionsM
 
     @property
     def is_oauth_user(self) -> bool:
-        return self.provider in (self.Provider.AZURE_AD, self.Provider.AWS_COGNITO)
+        return self.provider != self.Provider.LOCAL
 
     @property
     def is_platform_admin(self) -> bool:

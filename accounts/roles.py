@@ -28,3 +28,27 @@ ROLE_ADMIN_PERMISSIONS: dict[str, tuple[tuple[str, str], ...]] = {
     Role.VIEWER: tuple((app, "view_") for app in PLATFORM_APPS),
     Role.USER: (),
 }
+
+# Roles that make a user staff (may enter the admin) when an identity provider grants them;
+# what each may do there is ROLE_ADMIN_PERMISSIONS. A provider user's is_staff follows this.
+STAFF_ROLES = frozenset({Role.SUPER_ADMIN, Role.ADMIN, Role.DEVELOPER, Role.VIEWER})
+
+# Provider group and app-role names that grant a platform role, matched case-insensitively (the
+# original's DEFAULT_GROUP_TO_ROLE): Cognito groups, Azure AD app roles, a generic `roles` or
+# `groups` claim. Any other name grants nothing (it is still kept as a directory group).
+PROVIDER_ROLE_NAMES: dict[str, Role] = {
+    **dict.fromkeys(("viewer", "viewers", "agentservice.viewers", "agent-service-viewers"), Role.VIEWER),
+    **dict.fromkeys(("user", "users", "agentservice.users", "agent-service-users"), Role.USER),
+    **dict.fromkeys(("developer", "developers", "agentservice.developers", "agent-service-developers"), Role.DEVELOPER),
+    **dict.fromkeys(("admin", "admins", "agentservice.admins", "agent-service-admins"), Role.ADMIN),
+    **dict.fromkeys(
+        ("super_admin", "superadmin", "super-admin", "agentservice.superadmins", "agent-service-super-admins"),
+        Role.SUPER_ADMIN,
+    ),
+}
+
+
+def roles_from_provider_names(names: list[str] | tuple[str, ...]) -> list[str]:
+    """The platform roles these provider group / app-role names grant, in Role order."""
+    granted = {PROVIDER_ROLE_NAMES.get(name.strip().lower()) for name in names if isinstance(name, str)}
+    return [role.value for role in Role if role in granted]

@@ -1,4 +1,5 @@
-"""How the OpenAPI schema describes the staff session (registered by AccountsConfig.ready)."""
+"""How the OpenAPI schema describes the staff session and identity-provider tokens (registered by
+AccountsConfig.ready)."""
 
 from __future__ import annotations
 
@@ -15,4 +16,17 @@ class StaffSessionScheme(OpenApiAuthenticationExtension):
             "in": "cookie",
             "name": "sessionid",
             "description": "Admin staff session (browsable API)",
+        }
+
+
+class IdentityTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.oidc.authentication.IdentityTokenAuthentication"
+    name = "BearerToken"
+
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "Authorization: Bearer <token of a configured identity provider (Azure AD, Cognito, OIDC)>",
         }

@@ -3,22 +3,30 @@ management commands all come through here."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
+from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 
 from accounts.models import LIST_CLEANERS, User
+from accounts.oidc.identity import IdentityRefused, ProviderIdentity
+from accounts.queries import identity_owner
 from audit.models import AuditLog
 from audit.services import audit_log_record, diff, snapshot
+from config.context import acting_as_system
 from config.db.batches import in_keyset_batches
-from config.errors import InvalidInput, StateConflict
+from config.errors import DomainError, InvalidInput, StateConflict
+
+logger = logging.getLogger(__name__)
 
 RESOURCE = "user"
 AUDITED_FIELDS = (
@@ -330,3 +338,103 @@ def user_purge_deleted(
         batch_size=batch_size,
         progress=progress,
     )
+
+
+# --- identity-provider users (accounts.oidc): API bearer tokens and the admin's sign-in ---------
+
+OIDC_ACTOR = "oidc"  # audit rows of provisioning and claim sync say "system:oidc"
+SYNC_KEY = "oidc-sync:{user_id}"
+
+
+def _identity_owner(identity: ProviderIdentity) -> User | None:
+    # Deleted users too: a soft-deleted user stays locked out instead of coming back as a new one.
+    return identity_owner(identity.provider, identity.subject)
+
+
+def _ensure_may_act(user: User) -> None:
+    if user.deleted_at is not None:
+        raise IdentityRefused("token_user_deleted", "The token's user has been deleted.", user=user)
+    if not user.is_active:
+        raise IdentityRefused("token_user_inactive", "The token's user is inactive.", user=user)
+
+
+def _sync_due(user: User) -> bool:
+    """At most one claim sync per user per OIDC_SYNC_SECONDS, across every worker."""
+    try:
+        return bool(cache.add(SYNC_KEY.format(user_id=user.pk), 1, timeout=settings.OIDC_SYNC_SECONDS))
+    except Exception:  # the cache is down: serve the request, sync another time
+        return False
+
+
+def _provision(identity: ProviderIdentity) -> User:
+    if identity.email is None:
+        raise IdentityRefused(
+            "token_missing_claim", "The token has no email claim, which a first sign-in needs to create the user."
+        )
+    try:
+        with acting_as_system(OIDC_ACTOR):
+            user = user_create(
+                actor=None,
+                email=identity.email,
+                name=identity.name or identity.email.split("@")[0],
+                provider=identity.provider,
+                provider_user_id=identity.subject,
+                roles=identity.roles,
+                groups=identity.groups or (),
+                is_staff=identity.is_staff,
+            )
+    except InvalidInput:
+        # A concurrent first request created them meanwhile; or another account has this email,
+        # and an email alone never links an identity to an existing account.
+        winner = _identity_owner(identity)
+        if winner is None:
+            raise IdentityRefused(
+                "token_user_conflict",
+                "Another account already uses this token's email address; an administrator must resolve it.",
+            ) from None
+        _ensure_may_act(winner)
+        return winner
+    try:
+        cache.set(SYNC_KEY.format(user_id=user.pk), 1, timeout=settings.OIDC_SYNC_SECONDS)
+    except Exception:
+        logger.warning("oidc sync window not recorded: the cache is unavailable")
+    return user
+
+
+def _sync(user: User, changes: dict[str, Any]) -> User:
+    if "email" in changes and User.objects.with_email(changes["email"]).exclude(pk=user.pk).exists():
+        logger.warning("oidc email not synced: another account has it", extra={"user_id": str(user.pk)})
+        changes.pop("email")
+        if not changes:
+            return user
+    try:
+        with acting_as_system(OIDC_ACTOR):
+            return user_update(actor=None, user=user, **changes)
+    except DomainError as exc:
+        logger.warning("oidc claims not synced", extra={"user_id": str(user.pk), "reason": exc.message})
+        return user
+
+
+def user_for_identity(*, identity: ProviderIdentity, auto_provision: bool) -> User:
+    """The user an identity provider's token stands for, found by (provider, provider_user_id)
+    only, never by email. An unknown one is created (``auto_provision``) with one CREATE audit
+    row; changed claims update the user (one UPDATE row) at most once per OIDC_SYNC_SECONDS,
+    never a write per request. Both rows have the actor ``system:oidc``. IdentityRefused for an
+    unknown user without provisioning, a deleted or inactive one, or an email held elsewhere.
+
+    Not one transaction: the lookup is a read, and provisioning and the sync are each one
+    (user_create, user_update); a provisioning that loses a race to a concurrent first request
+    rolls back alone and the winner's row is used."""
+    user = _identity_owner(identity)
+    if user is None:
+        if not auto_provision:
+            raise IdentityRefused(
+                "token_user_unknown",
+                "No user has this identity and OIDC_AUTO_PROVISION is off; an administrator must create them first.",
+            )
+        return _provision(identity)
+    _ensure_may_act(user)
+    changes = identity.changes_for(user)
+    if changes and _sync_due(user):
+        return _sync(user, changes)
+    return user

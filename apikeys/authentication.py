@@ -1,5 +1,8 @@
 """API key authentication: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
 
+A JWT-shaped bearer value is an identity provider's token, left to the next authentication
+class; ``X-API-Key`` carries keys only.
+
 One indexed query per request fetches the key and its owner together (SHA-256 of the raw key,
 unique index). Nothing about a key's validity is cached, so a revocation committed by one
 worker is seen by every worker on the very next request.
@@ -14,6 +17,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from accounts.oidc.tokens import looks_like_jwt
 from apikeys import keys
 from apikeys.models import APIKey
 from apikeys.queries import key_with_owner
@@ -33,7 +37,9 @@ def extract_raw_key(request: Request) -> str | None:
     if header:
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "bearer":
-            return credentials.strip()
+            credentials = credentials.strip()
+            # An identity provider's JWT is accounts.oidc.authentication's to check.
+            return None if looks_like_jwt(credentials) else credentials
         return None
     api_key = request.META.get("HTTP_X_API_KEY")
     if api_key is not None:

@@ -17,7 +17,8 @@ from config.ratelimit import hit, parse_rate
 
 
 class TierRateThrottle(BaseThrottle):
-    """free 100/hour, pro 1000/hour, enterprise unlimited (RATE_LIMIT_* override them)."""
+    """free 100/hour, pro 1000/hour, enterprise unlimited (RATE_LIMIT_* override them); per key,
+    or per user for identity-provider tokens (their tier is OIDC_RATE_LIMIT_TIER)."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
         key = request.auth
@@ -28,7 +29,9 @@ class TierRateThrottle(BaseThrottle):
         if rate is None:
             return True
         limit, period = rate
-        allowed, self._wait = hit(f"key:{key.pk}", limit, period)
+        # An identity-provider token counts per user (accounts.oidc.authentication.IdentityToken).
+        counter = getattr(key, "rate_limit_counter", None) or f"key:{key.pk}"
+        allowed, self._wait = hit(counter, limit, period)
         return allowed
 
     def wait(self) -> float | None:

@@ -550,6 +550,15 @@ def main() -> int:
     hot_file = RESULTS / "hot-id.txt"
     hot_file.write_text(data["hot"] + "\n")
 
+    # Identity-provider token against API key (issue 15): a real OpenID provider on loopback (the
+    # tests' oidc-provider-mock) as the generic issuer; its tokens count at the enterprise tier,
+    # as the seeded key does, so neither pays a rate counter.
+    from tests.oidc_provider import OIDC_CLIENT_ID, MockProvider, provider_env
+
+    token_provider = MockProvider().start()
+    env.update(provider_env(generic=token_provider), OIDC_RATE_LIMIT_TIER="enterprise")
+    token = token_provider.id_token("bench", {"email": "bench-token@example.com"}, client_id=OIDC_CLIENT_ID)
+
     server = Server(env, port, RESULTS / f"gunicorn-{stamp}.log")
     base = f"http://127.0.0.1:{port}"
     key, admin_key = data["key"], data["admin_key"]
@@ -562,12 +571,16 @@ def main() -> int:
         ("POST messages (spread)", base, key, WRK_POST, {"BENCH_SESSION_IDS": str(ids_file), "BENCH_KEY": key}),
         ("POST messages (hot session)", base, key, WRK_POST, {"BENCH_SESSION_IDS": str(hot_file), "BENCH_KEY": key}),
         ("GET api-keys/", f"{base}/api/v1/api-keys/", key, None, {}),
+        ("GET users/me/ (API key)", f"{base}/api/v1/users/me/", key, None, {}),
+        ("GET users/me/ (token)", f"{base}/api/v1/users/me/", token, None, {}),
     ]
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     results: list[Result] = []
     connection_report = {}
     try:
-        for name, url, k, script, extra_env in scenarios[:1] + scenarios[2:3]:  # warm every worker's pool
+        for name, url, k, script, extra_env in (
+            scenarios[:1] + scenarios[2:3] + scenarios[-1:]
+        ):  # warm pools, token keys
             wrk(name, url, connections=16, duration=2, key=k, script=script, env=extra_env)
         for conns in [int(c) for c in args.connections.split(",")]:
             floor = None
@@ -666,6 +679,7 @@ def main() -> int:
             print("  admin index: " + ", ".join(f"{k} {v:,.1f}" for k, v in dashboard.items()), flush=True)
     finally:
         server.stop()
+        token_provider.stop()
 
     max_size = int(env.get("DB_POOL_SIZE", "5")) + int(env.get("DB_MAX_OVERFLOW", "10"))
     worst = max((v["max_db_connections"] for v in connection_report.values()), default=0)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from django.conf import settings
@@ -69,6 +69,17 @@ def authenticated_with_key(key_id: uuid.UUID, hint: str) -> None:
     if context is not None:
         context.api_key_id = key_id
         context.api_key_hint = hint
+
+
+@contextmanager
+def acting_as_system(name: str) -> Iterator[RequestContext]:
+    """Within a request, do part of the work as a named system actor ("system:oidc" provisioning
+    a user): its audit rows say who did it, and keep the request's id, address and path."""
+    outer = current()
+    context = replace(outer, system_actor=f"system:{name}") if outer is not None else RequestContext()
+    context.system_actor = f"system:{name}"
+    with bound(context) as bound_context:
+        yield bound_context
 
 
 def expect_status(status: int) -> None:

@@ -7,6 +7,7 @@ the README's configuration table.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.db.connection import PoolSettings, build_database
 from config.env import BASE_DIR, env, env_bool, env_choice, env_float, env_int, env_list
+from config.identity_providers import identity_providers_from
 from config.ratelimit import parse_rate
 
 # Django's generic classes (ModelAdmin[User], QuerySet[Session]) subscriptable at runtime.
@@ -141,6 +143,17 @@ API_KEY_ENVIRONMENT = env.str("API_KEY_ENVIRONMENT", default="live").strip().low
 if not re.fullmatch(r"[a-z]{2,8}", API_KEY_ENVIRONMENT):
     raise ImproperlyConfigured(f"API_KEY_ENVIRONMENT={API_KEY_ENVIRONMENT!r} must be 2 to 8 lowercase letters")
 
+# --- Identity providers (Azure AD, Cognito, any OpenID Connect issuer) ------------------------
+
+# API bearer tokens and the admin's sign-in (accounts/oidc/); none configured is fine.
+IDENTITY_PROVIDERS = identity_providers_from(os.environ)
+# A first token from an unknown user creates them; off, that token is refused (401).
+OIDC_AUTO_PROVISION = env_bool("OIDC_AUTO_PROVISION", True)
+# Changed claims (email, name, roles, groups) update a user at most this often.
+OIDC_SYNC_SECONDS = env_int("OIDC_SYNC_SECONDS", 300, minimum=1)
+# The rate-limit tier of token requests, counted per user (all of a user's tokens together).
+OIDC_RATE_LIMIT_TIER = env_choice("OIDC_RATE_LIMIT_TIER", "pro", ("free", "pro", "enterprise"))
+
 # --- Limits and lifecycle ---------------------------------------------------------------------
 
 SESSION_MAX_MESSAGES = env_int("SESSION_MAX_MESSAGES", 10_000, minimum=1)
@@ -239,6 +252,7 @@ USE_TZ = True
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apikeys.authentication.APIKeyAuthentication",
+        "accounts.oidc.authentication.IdentityTokenAuthentication",
         "accounts.authentication.StaffSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["config.api.permissions.HasScopeForMethod"],

@@ -26,6 +26,8 @@ from accounts.models import User
 from accounts.services import user_create
 from apikeys.models import APIKey
 from apikeys.services import api_key_create
+from config.identity_providers import identity_providers_from
+from tests.oidc_provider import MockProvider, Providers, provider_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # The password every staff user of the admin tests logs in with.
@@ -199,6 +201,29 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 60
         timeout=timeout,
         check=False,
     )
+
+
+# --- identity providers: real OpenID providers on loopback ports (tests/oidc_provider.py) ------
+
+
+@pytest.fixture(scope="module")
+def provider_servers() -> Iterator[Providers]:
+    """Three real providers on loopback ports, for a whole test module (each its own key)."""
+    with MockProvider() as azure, MockProvider() as cognito, MockProvider() as generic:
+        yield Providers(azure=azure, cognito=cognito, generic=generic)
+
+
+@pytest.fixture
+def providers(provider_servers: Providers, settings: Any) -> Providers:
+    """The three configured as Azure AD, Cognito and a generic issuer. Failed authentications
+    and token requests are not throttled unless a test says so."""
+    settings.IDENTITY_PROVIDERS = identity_providers_from(
+        provider_env(azure=provider_servers.azure, cognito=provider_servers.cognito, generic=provider_servers.generic)
+    )
+    settings.AUTH_FAILURE_RATE = "none"
+    settings.ADMIN_LOGIN_RATE = "none"
+    settings.OIDC_RATE_LIMIT_TIER = "enterprise"
+    return provider_servers
 
 
 # Debian's Chromium, for the browser tests of any app.

@@ -140,3 +140,16 @@ def test_a_counted_tier_adds_no_sql_and_two_redis_calls_with_redis(alice, busy_s
         assert client.get(url).status_code == 200
     assert calls() - before == 2  # EXISTS, INCR
     assert len(queries) == 2  # key+owner, the session: the counter costs no SQL
+
+
+def test_an_identity_token_request_costs_what_a_key_request_does(providers, django_assert_max_num_queries):
+    from tests.conftest import make_client
+
+    client = make_client(providers.generic_token(name="Token User"))
+    assert client.get("/api/v1/users/me/").status_code == 200  # provisions the user, fetches the keys
+    session = client.post("/api/v1/sessions/", {"agent_id": "a", "title": "t"}, format="json").json()
+
+    with django_assert_max_num_queries(1):  # the user, by (provider, provider_user_id)
+        assert client.get("/api/v1/users/me/").status_code == 200
+    with django_assert_max_num_queries(2):  # the user, the object
+        assert client.get(f"/api/v1/sessions/{session['id']}/").status_code == 200

@@ -13,7 +13,7 @@ from tests.conftest import BASE_DIR
 APPS = ("accounts", "apikeys", "agent_sessions", "audit")
 # Plumbing every layer may use: it must not know the apps.
 PLUMBING = ("config/db", "config/api", "config/admin", "config/env.py", "config/errors.py", "config/ratelimit.py")
-PLUMBING += ("config/context.py",)
+PLUMBING += ("config/context.py", "config/identity_providers.py")
 # Wiring: it uses the apps, and nothing in an app may use it (settings only through django.conf).
 WIRING = ("config.settings", "config.urls", "config.wsgi", "config.apps", "config.health", "config.middleware")
 WIRING += ("config.logging", "config.views", "config.management")

@@ -129,3 +129,111 @@ def test_deploy_check_passes_with_production_settings():
         },
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- identity providers (config/identity_providers.py) ---------------------------------------
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+APP = "6731de76-14a6-49ae-97bc-6eba6914391e"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"AZURE_AD_CLIENT_ID": APP}, "AZURE_AD_TENANT_ID"),
+        ({"AZURE_AD_TENANT_ID": TENANT}, "AZURE_AD_CLIENT_ID"),
+        ({"AZURE_AD_CLIENT_SECRET": "s"}, "AZURE_AD_TENANT_ID"),
+        ({"AZURE_AD_TENANT_ID": "contoso", "AZURE_AD_CLIENT_ID": APP}, "AZURE_AD_TENANT_ID"),
+        ({"AZURE_AD_TENANT_ID": TENANT, "AZURE_AD_CLIENT_ID": "my app"}, "AZURE_AD_CLIENT_ID"),
+        (
+            {"AZURE_AD_TENANT_ID": TENANT, "AZURE_AD_CLIENT_ID": APP, "AZURE_AD_ISSUER": "http://idp.example"},
+            "AZURE_AD_ISSUER",
+        ),
+        ({"COGNITO_REGION": "eu-west-1", "COGNITO_USER_POOL_ID": "eu-west-1_Abc"}, "COGNITO_CLIENT_ID"),
+        ({"COGNITO_CLIENT_ID": "abc123"}, "COGNITO_REGION"),
+        ({"COGNITO_CLIENT_ID": "abc123", "COGNITO_REGION": "eu-west-1"}, "COGNITO_USER_POOL_ID"),
+        ({"COGNITO_CLIENT_ID": "abc", "COGNITO_REGION": "Ireland", "COGNITO_USER_POOL_ID": "x_1"}, "COGNITO_REGION"),
+        (
+            {"COGNITO_CLIENT_ID": "abc", "COGNITO_REGION": "eu-west-1", "COGNITO_USER_POOL_ID": "us-east-1_Abc"},
+            "COGNITO_USER_POOL_ID",
+        ),
+        ({"COGNITO_CLIENT_ID": "abc", "COGNITO_ISSUER": "ftp://cognito.example/pool"}, "COGNITO_ISSUER"),
+        ({"OIDC_CLIENT_ID": "agent-platform"}, "OIDC_ISSUER"),
+        ({"OIDC_ISSUER": "https://sso.example"}, "OIDC_CLIENT_ID"),
+        ({"OIDC_ISSUER": "sso.example", "OIDC_CLIENT_ID": "c"}, "OIDC_ISSUER"),
+        ({"OIDC_AUTO_PROVISION": "sometimes"}, "OIDC_AUTO_PROVISION"),
+        ({"OIDC_SYNC_SECONDS": "5m"}, "OIDC_SYNC_SECONDS"),
+        ({"OIDC_SYNC_SECONDS": "0"}, "OIDC_SYNC_SECONDS"),
+        ({"OIDC_RATE_LIMIT_TIER": "gold"}, "OIDC_RATE_LIMIT_TIER"),
+    ],
+)
+def test_a_half_given_or_malformed_identity_provider_stops_startup_naming_the_variable(env, variable):
+    result = run_python("import django; django.setup()", env=env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert variable in result.stderr.strip().splitlines()[-1]
+
+
+def test_two_providers_with_one_issuer_stop_startup():
+    env = {"OIDC_ISSUER": "https://login.example/pool", "OIDC_CLIENT_ID": "c", "COGNITO_CLIENT_ID": "abc"}
+    result = run_python("import django; django.setup()", env={**env, "COGNITO_ISSUER": "https://login.example/pool"})
+    assert result.returncode != 0 and "share the issuer" in result.stderr.strip().splitlines()[-1]
+
+
+def test_configured_providers_reach_the_running_settings():
+    env = {
+        "AZURE_AD_TENANT_ID": TENANT.upper(),
+        "AZURE_AD_CLIENT_ID": APP,
+        "COGNITO_REGION": "eu-west-1",
+        "COGNITO_USER_POOL_ID": "eu-west-1_AbC123",
+        "COGNITO_CLIENT_ID": "1example23456789",
+        "OIDC_AUTO_PROVISION": "false",
+        "OIDC_SYNC_SECONDS": "60",
+    }
+    code = (
+        "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        "print([(p.key, p.issuer, p.audiences, p.offers_sign_in) for p in settings.IDENTITY_PROVIDERS])\n"
+        "print(settings.OIDC_AUTO_PROVISION, settings.OIDC_SYNC_SECONDS, settings.OIDC_RATE_LIMIT_TIER)\n"
+    )
+    result = run_python(code, env=env)
+    assert result.returncode == 0, result.stderr
+    providers, options = result.stdout.strip().splitlines()[-2:]
+    assert providers == str(
+        [
+            ("azure_ad", f"https://login.microsoftonline.com/{TENANT}/v2.0", (APP, f"api://{APP}"), False),
+            (
+                "aws_cognito",
+                "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123",
+                ("1example23456789",),
+                True,
+            ),
+        ]
+    )
+    assert options == "False 60 pro"
+
+
+def test_provider_overrides_and_the_generic_issuer():
+    from config.identity_providers import identity_providers_from
+
+    azure, cognito, generic = identity_providers_from(
+        {
+            "AZURE_AD_TENANT_ID": TENANT,
+            "AZURE_AD_CLIENT_ID": APP,
+            "AZURE_AD_AUDIENCE": "https://api.contoso.example",
+            "AZURE_AD_CLIENT_SECRET": "secret",
+            "AZURE_AD_ISSUER": "https://login.example/tenant/v2.0/",
+            "COGNITO_CLIENT_ID": "abc",
+            "COGNITO_ISSUER": "http://127.0.0.1:9400",
+            "OIDC_ISSUER": "https://sso.example",
+            "OIDC_CLIENT_ID": "agents",
+            "OIDC_AUDIENCE": "agents-api",
+        }
+    )
+    assert azure.issuer == "https://login.example/tenant/v2.0" and azure.offers_sign_in
+    assert azure.audiences == ("https://api.contoso.example", APP, f"api://{APP}")
+    assert "secret" not in repr(azure)
+    assert cognito.issuer == "http://127.0.0.1:9400" and cognito.audiences == ("abc",)
+    assert (generic.label, generic.audiences) == ("OpenID Connect", ("agents-api", "agents"))
+    assert generic.discovery_url == "https://sso.example/.well-known/openid-configuration"
+    assert identity_providers_from({}) == ()
