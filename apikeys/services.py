@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from apikeys.authentication import forget_recent_key
 from apikeys.models import APIKey
 from audit.models import AuditLog
 from audit.services import audit_log_purged, audit_log_record
@@ -114,6 +115,8 @@ def api_key_revoke(*, actor: User | None, api_key: APIKey) -> APIKey:
     if api_key.deleted_at is not None:
         raise StateConflict("The key is already revoked.")
     api_key.revoke()
+    # This worker stops reusing the key at once; the others within KEY_REUSE_SECONDS.
+    transaction.on_commit(lambda: forget_recent_key(api_key.key_hash))
     audit_log_record(
         action=AuditLog.Action.DELETE,
         resource_type=RESOURCE,
@@ -164,6 +167,7 @@ def api_key_rotate(
     else:
         old.revoke()
         changes["deleted_at"] = {"old": None, "new": old.deleted_at}
+    transaction.on_commit(lambda: forget_recent_key(old.key_hash))
     audit_log_record(
         action=AuditLog.Action.UPDATE,
         resource_type=RESOURCE,

@@ -1,9 +1,9 @@
 """Rate limits: the one home for reading a rate and counting against it.
 
 Rates are written as DRF writes them (``100/hour``, ``600/min``, ``10/s``) plus ``none`` for
-unlimited. Counters are fixed windows in the shared cache (the database cache by default,
-Redis when REDIS_URL is set), so every gunicorn worker, and every app host, counts against the
-same number. The API's tier throttle and failed-authentication throttle (``apikeys.throttling``)
+unlimited. Counters are fixed windows shared by every gunicorn worker and every app host: in
+Redis when REDIS_URL is set (INCR and EXPIRE ... NX in one round trip), else in PostgreSQL
+(config.db.counters: one upsert statement). The API's tier throttle and failed-authentication throttle (``apikeys.throttling``)
 and the admin's login throttle (``accounts.admin_site``) all count here.
 """
 
@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+from config.db import counters
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +41,18 @@ def parse_rate(value: str, *, name: str = "rate") -> tuple[int, int] | None:
 
 
 def _increment(key: str, period: int) -> int:
-    try:
-        return cache.incr(key)
-    except ValueError:  # first hit of this window
-        pass
-    if cache.add(key, 1, timeout=period + 1):
-        return 1
-    return cache.incr(key)  # another worker created it first
+    """One more hit on ``key``, whose window lasts ``period`` seconds; the count so far."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        full_key = backend.make_and_validate_key(key)
+        # Django's RedisCache keeps its client class private; INCR and EXPIRE NX need it.
+        client = backend._cache.get_client(full_key, write=True)  # type: ignore[attr-defined]
+        pipeline = client.pipeline(transaction=False)
+        pipeline.incr(full_key)
+        pipeline.expire(full_key, period + 1, nx=True)
+        count, _ = pipeline.execute()
+        return int(count)
+    return counters.increment(key, expires=timezone.now() + timedelta(seconds=period + 1))
 
 
 def hit(counter: str, limit: int, period: int) -> tuple[bool, int]:

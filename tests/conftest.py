@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.services import user_create
+from apikeys.authentication import forget_recent_keys
 from apikeys.models import APIKey
 from apikeys.services import api_key_create
 from config.identity_providers import identity_providers_from
@@ -50,6 +51,12 @@ def make_client(raw_key: str | None = None, *, header: str = "bearer") -> APICli
         else:
             client.credentials(HTTP_X_API_KEY=raw_key)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_reuse() -> None:
+    """Each test starts with no API key reused from an earlier one (apikeys.authentication)."""
+    forget_recent_keys()
 
 
 @pytest.fixture

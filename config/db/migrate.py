@@ -9,17 +9,21 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import DatabaseError, connections
 
+from config.db.counters import create_table as create_counter_table
+
 logger = logging.getLogger(__name__)
 
 
 def after_migrate(using: str = "default", verbosity: int = 1, **kwargs: Any) -> None:
     """post_migrate hook: what `manage.py migrate` sets up besides the migrations.
 
-    * the database cache table that the rate-limit counters use (when no REDIS_URL is set);
+    * the database cache table, and the rate limits' counter table (config.db.counters), both
+      used when no REDIS_URL is set;
     * DB_STATEMENT_TIMEOUT as the role's default in this database, so connections that cannot
       pass it at connect time (PgBouncer in transaction mode drops startup options) still get it.
     """
     call_command("createcachetable", database=using, verbosity=0)
+    create_counter_table(using)
     timeout_ms = settings.DB_POOL.statement_timeout_ms
     connection = connections[using]
     try:

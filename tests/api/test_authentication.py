@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from apikeys import keys
+from apikeys.authentication import KEY_REUSE_SECONDS
 from apikeys.models import APIKey
 from audit.models import AuditLog
 from tests.conftest import make_client
@@ -82,10 +84,26 @@ def test_any_bytes_in_the_header_give_401_never_500(header):
     _assert_401(client.get(ME))
 
 
-def test_revocation_takes_effect_on_the_next_request(alice):
+def test_a_key_revoked_through_the_api_is_refused_on_the_next_request(
+    alice, make_key, django_capture_on_commit_callbacks
+):
+    other, other_raw = make_key(alice.user, name="other")
+    assert make_client(other_raw).get(ME).status_code == 200  # now reused by this worker
+    with django_capture_on_commit_callbacks(execute=True):  # the revoke's transaction commits
+        assert alice.client.delete(f"/api/v1/api-keys/{other.pk}/").status_code == 204
+    _assert_401(make_client(other_raw).get(ME))
+
+
+def test_a_key_revoked_elsewhere_is_refused_within_the_reuse_bound(alice):
+    """A revocation this worker did not make (another worker, host or a script) is seen once
+    the worker's copy is KEY_REUSE_SECONDS old."""
     assert alice.client.get(ME).status_code == 200
-    alice.key.soft_delete()
-    _assert_401(alice.client.get(ME))
+    alice.key.revoke()  # not through the services: this process is not told
+    revoked_at = time.monotonic()
+    while alice.client.get(ME).status_code == 200:
+        assert time.monotonic() - revoked_at <= KEY_REUSE_SECONDS + 0.2, "still accepted past the bound"
+        time.sleep(0.02)
+    assert time.monotonic() - revoked_at <= KEY_REUSE_SECONDS + 0.2
 
 
 def test_last_used_is_recorded(alice):

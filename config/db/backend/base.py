@@ -26,7 +26,7 @@ from django.db.utils import DatabaseErrorWrapper
 from django.utils.functional import cached_property
 
 from config.db.outage import ConnectTimeout, DatabaseGate, connect_within, gate_for
-from config.db.pool import ResilientPool
+from config.db.pool import ResilientPool, quick_check
 
 
 class OutageAwareErrorWrapper(DatabaseErrorWrapper):
@@ -72,7 +72,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
                 kwargs=connect_kwargs,
                 open=False,  # opened on first use, in the worker process
                 configure=self._configure_connection,  # type: ignore[attr-defined]  # Django's own
-                check=ResilientPool.check_connection if self.settings_dict["CONN_HEALTH_CHECKS"] else None,
+                check=quick_check if self.settings_dict["CONN_HEALTH_CHECKS"] else None,
                 gate=self.outage_gate,
                 **(pool_options if isinstance(pool_options, dict) else {}),
             )
@@ -116,7 +116,11 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         gate = self.outage_gate
         if gate.is_down:
             return False
-        usable = super().is_usable()
+        try:
+            quick_check(self.connection)
+            usable = True
+        except psycopg.Error:
+            usable = False
         if not usable:
             gate.record_failure("a kept connection failed its health check")
         return usable
