@@ -66,6 +66,34 @@ def wsgi_caller(application: Callable, method: str, path: str, key: str | None, 
     return call
 
 
+def build_scenarios(application: Callable, data: dict, posts: int) -> dict[str, Callable[[], int]]:
+    """The benchmark's scenarios as in-process WSGI calls; ``posts`` bounds the spread appends."""
+    key = data["key"]
+    message = json.dumps({"role": "user", "content": "a message of modest length", "token_count": 12}).encode()
+    spread = iter(data["spread"] * max(1, posts // max(1, len(data["spread"])) + 1))
+
+    def post_spread() -> int:
+        return wsgi_caller(application, "POST", f"/api/v1/sessions/{next(spread)}/messages/", key, message)()
+
+    scenarios = {
+        "hello": wsgi_caller(application, "GET", "/_bench/hello", None),
+        "health": wsgi_caller(application, "GET", "/health", None),
+        "live": wsgi_caller(application, "GET", "/health/live", None),
+        "me": wsgi_caller(application, "GET", "/api/v1/users/me/", key),
+        "detail": wsgi_caller(application, "GET", f"/api/v1/sessions/{data['paged']}/", key),
+        "list": wsgi_caller(application, "GET", "/api/v1/sessions/?page_size=20", key),
+        "messages": wsgi_caller(application, "GET", f"/api/v1/sessions/{data['paged']}/messages/?page_size=50", key),
+        "append-spread": post_spread,
+        "append-hot": wsgi_caller(application, "POST", f"/api/v1/sessions/{data['hot']}/messages/", key, message),
+        "api-keys": wsgi_caller(application, "GET", "/api/v1/api-keys/", key),
+    }
+    if "free_key" in data:  # the free tier: counted on every request (bench.run sets its limit out of reach)
+        free = data["free_key"]
+        scenarios["me-free"] = wsgi_caller(application, "GET", "/api/v1/users/me/", free)
+        scenarios["detail-free"] = wsgi_caller(application, "GET", f"/api/v1/sessions/{data['paged']}/", free)
+    return scenarios
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=400, help="requests per scenario, timed and profiled")
@@ -84,24 +112,7 @@ def main() -> int:
     from django.db import connection
     from pyinstrument import Profiler
 
-    application = get_wsgi_application()
-    key = data["key"]
-    message = json.dumps({"role": "user", "content": "a message of modest length", "token_count": 12}).encode()
-    spread = iter(data["spread"] * (args.requests * 4))
-
-    def post_spread() -> int:
-        return wsgi_caller(application, "POST", f"/api/v1/sessions/{next(spread)}/messages/", key, message)()
-
-    scenarios: dict[str, Callable[[], int]] = {
-        "hello": wsgi_caller(application, "GET", "/_bench/hello", None),
-        "health": wsgi_caller(application, "GET", "/health", None),
-        "detail": wsgi_caller(application, "GET", f"/api/v1/sessions/{data['paged']}/", key),
-        "list": wsgi_caller(application, "GET", "/api/v1/sessions/?page_size=20", key),
-        "messages": wsgi_caller(application, "GET", f"/api/v1/sessions/{data['paged']}/messages/?page_size=50", key),
-        "append-spread": post_spread,
-        "append-hot": wsgi_caller(application, "POST", f"/api/v1/sessions/{data['hot']}/messages/", key, message),
-        "api-keys": wsgi_caller(application, "GET", "/api/v1/api-keys/", key),
-    }
+    scenarios = build_scenarios(get_wsgi_application(), data, args.requests * 4)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, float, int]] = []

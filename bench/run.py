@@ -57,16 +57,30 @@ def resolve_database(name: str) -> str:
     return f"postgresql://postgres@/{name}?host={socket_dir}"
 
 
-def service_env(database_url: str, port: int, workers: int) -> dict[str, str]:
+def service_env(
+    database_url: str,
+    port: int,
+    workers: int | None = None,
+    worker_class: str | None = None,
+    threads: int | None = None,
+) -> dict[str, str]:
+    """The production settings (config/gunicorn.conf.py's defaults unless a gunicorn variable is given)."""
+    tuning = {
+        "WEB_CONCURRENCY": workers,
+        "GUNICORN_WORKER_CLASS": worker_class,
+        "GUNICORN_THREADS": threads,
+    }
     return {
         **os.environ,
+        **{name: str(value) for name, value in tuning.items() if value is not None},
         "DATABASE_URL": database_url,
         "DEBUG": "false",
         "SECRET_KEY": "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         "SECURE_SSL_REDIRECT": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DB_POOL_MODE": os.environ.get("DB_POOL_MODE", "pool"),
-        "WEB_CONCURRENCY": str(workers),
+        # The free tier stays counted on every request (one counter hit each) but is never refused.
+        "RATE_LIMIT_FREE": "1000000000/hour",
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "BENCH_ENDPOINTS": "true",
@@ -78,16 +92,40 @@ def service_env(database_url: str, port: int, workers: int) -> dict[str, str]:
     }
 
 
+def gunicorn_settings(env: dict[str, str]) -> dict[str, object]:
+    """What config/gunicorn.conf.py resolves to under ``env``: workers, worker class, threads."""
+    import runpy
+
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        conf = runpy.run_path(str(BASE / "config" / "gunicorn.conf.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return {"workers": conf["workers"], "worker_class": conf["worker_class"], "threads": conf.get("threads", 1)}
+
+
 def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, str(BASE / "manage.py"), *args], env=env, cwd=BASE, check=True)
 
 
+def bare_env(env: dict[str, str], port: int) -> dict[str, str]:
+    """The floor: the bare Django hello app (bench/bare) with the service's gunicorn settings."""
+    return {**env, "PORT": str(port), "DJANGO_SETTINGS_MODULE": "bench.bare.settings"}
+
+
 class Server:
-    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
+    """gunicorn with the service's own config file; ``app`` is the WSGI module it serves."""
+
+    def __init__(
+        self, env: dict[str, str], port: int, log_path: Path, app: str = "config.wsgi", ready: str = "/health/live"
+    ) -> None:
         self.port = port
         self.log = log_path.open("w")
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.conf.py", "config.wsgi"],
+            [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.conf.py", app],
             env=env,
             cwd=BASE,
             stdout=self.log,
@@ -96,7 +134,7 @@ class Server:
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=2):
                     return
             except OSError:
                 time.sleep(0.2)
@@ -228,6 +266,9 @@ def seed(database_url: str, spread_sessions: int) -> dict[str, object]:
     _, admin_key = api_key_create(
         actor=None, owner=admin, name="bench admin", scopes=["read", "write", "admin"], rate_limit_tier="enterprise"
     )
+    _, free_key = api_key_create(
+        actor=None, owner=user, name="bench free", scopes=["read", "write"], rate_limit_tier="free"
+    )
     for i in range(3):
         api_key_create(actor=None, owner=user, name=f"spare {i}", scopes=["read"], rate_limit_tier="enterprise")
 
@@ -279,6 +320,7 @@ def seed(database_url: str, spread_sessions: int) -> dict[str, object]:
     connection.close()
     return {
         "key": key,
+        "free_key": free_key,
         "admin_key": admin_key,
         "spread": spread,
         "hot": str(hot.pk),
@@ -486,13 +528,16 @@ def table(results: list[Result], title: str) -> str:
     lines = [
         f"### {title}",
         "",
-        "| scenario | conns | req/s | ratio to hello | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| scenario | conns | req/s | ratio to bare hello | ratio to project hello | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
+        to_hello = r.extra.get("ratio_to_project_hello")
+        hello = f"{to_hello:.2f}" if isinstance(to_hello, float) else "-"
         lines.append(
-            f"| {r.name} | {r.connections} | {r.rps:,.0f} | {ratio} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+            f"| {r.name} | {r.connections} | {r.rps:,.0f} | {ratio} | {hello} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.errors} |"
         )
     return "\n".join(lines)
 
@@ -518,6 +563,17 @@ def growth_table(series: dict[str, list[tuple[str, Result]]]) -> str:
 # --- main -------------------------------------------------------------------------------------
 
 
+def redis_url() -> str | None:
+    """A scratch database on the local Redis for the free tier's counted run, if one answers."""
+    url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+    host, _, port = url.split("//", 1)[1].split("/", 1)[0].partition(":")
+    try:
+        with socket.create_connection((host, int(port or 6379)), timeout=1):
+            return url
+    except OSError:
+        return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -525,8 +581,10 @@ def main() -> int:
     )
     parser.add_argument("--growth-duration", type=int, default=int(os.environ.get("BENCH_GROWTH_DURATION", "5")))
     parser.add_argument(
-        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1) + 1))
+        "--workers", type=int, default=None, help="WEB_CONCURRENCY (default: config/gunicorn.conf.py's default)"
     )
+    parser.add_argument("--worker-class", default=None, help="GUNICORN_WORKER_CLASS: sync or gthread")
+    parser.add_argument("--threads", type=int, default=None, help="GUNICORN_THREADS (gthread)")
     parser.add_argument("--connections", default="16,64")
     parser.add_argument("--spread-sessions", type=int, default=200)
     parser.add_argument("--skip-growth", action="store_true")
@@ -540,7 +598,7 @@ def main() -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     database_url = resolve_database("agent_platform_bench")
     port = free_port()
-    env = service_env(database_url, port, args.workers)
+    env = service_env(database_url, port, args.workers, args.worker_class, args.threads)
     print(f"benchmark database: {database_url}\nmigrating ...", flush=True)
     manage(env, "migrate", "--noinput", "-v", "0")
     print("seeding ...", flush=True)
@@ -559,46 +617,73 @@ def main() -> int:
     env.update(provider_env(generic=token_provider), OIDC_RATE_LIMIT_TIER="enterprise")
     token = token_provider.id_token("bench", {"email": "bench-token@example.com"}, client_id=OIDC_CLIENT_ID)
 
+    # Three servers, one gunicorn config: the floor (bench/bare: Django, no middleware, no
+    # database, none of our code), the service, and the service counting rates in Redis.
+    bare_port, redis_port = free_port(), free_port()
+    bare = Server(
+        bare_env(env, bare_port), bare_port, RESULTS / f"gunicorn-bare-{stamp}.log", "bench.bare.wsgi", "/_bench/hello"
+    )
     server = Server(env, port, RESULTS / f"gunicorn-{stamp}.log")
+    redis = redis_url()
+    redis_server = (
+        Server(
+            {**env, "PORT": str(redis_port), "REDIS_URL": redis}, redis_port, RESULTS / f"gunicorn-redis-{stamp}.log"
+        )
+        if redis
+        else None
+    )
+    if redis is None:
+        print("no Redis at BENCH_REDIS_URL (redis://127.0.0.1:6379/13): the free tier runs on the database cache only")
     base = f"http://127.0.0.1:{port}"
-    key, admin_key = data["key"], data["admin_key"]
+    key, admin_key, free_key = data["key"], data["admin_key"], data["free_key"]
+    me_path, detail_path = "/api/v1/users/me/", f"/api/v1/sessions/{data['paged']}/"
     scenarios = [
-        ("hello (floor)", f"{base}/_bench/hello", None, None, {}),
+        ("bare Django hello (floor)", f"http://127.0.0.1:{bare_port}/_bench/hello", None, None, {}),
+        ("project hello", f"{base}/_bench/hello", None, None, {}),
+        ("/health/live", f"{base}/health/live", None, None, {}),
         ("/health", f"{base}/health", None, None, {}),
-        ("GET sessions/{id}/", f"{base}/api/v1/sessions/{data['paged']}/", key, None, {}),
+        ("GET users/me/ (API key)", f"{base}{me_path}", key, None, {}),
+        ("GET users/me/ (free key: database cache)", f"{base}{me_path}", free_key, None, {}),
+        *(
+            [("GET users/me/ (free key: Redis)", f"http://127.0.0.1:{redis_port}{me_path}", free_key, None, {})]
+            if redis_server
+            else []
+        ),
+        ("GET users/me/ (token)", f"{base}{me_path}", token, None, {}),
+        ("GET sessions/{id}/", f"{base}{detail_path}", key, None, {}),
+        ("GET sessions/{id}/ (free key: database cache)", f"{base}{detail_path}", free_key, None, {}),
         ("GET sessions/?page_size=20", f"{base}/api/v1/sessions/?page_size=20", key, None, {}),
         ("GET messages/?page_size=50", f"{base}/api/v1/sessions/{data['paged']}/messages/?page_size=50", key, None, {}),
         ("POST messages (spread)", base, key, WRK_POST, {"BENCH_SESSION_IDS": str(ids_file), "BENCH_KEY": key}),
         ("POST messages (hot session)", base, key, WRK_POST, {"BENCH_SESSION_IDS": str(hot_file), "BENCH_KEY": key}),
         ("GET api-keys/", f"{base}/api/v1/api-keys/", key, None, {}),
-        ("GET users/me/ (API key)", f"{base}/api/v1/users/me/", key, None, {}),
-        ("GET users/me/ (token)", f"{base}/api/v1/users/me/", token, None, {}),
     ]
+    floors = ("bare Django hello (floor)", "project hello")
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     results: list[Result] = []
     connection_report = {}
     try:
-        for name, url, k, script, extra_env in (
-            scenarios[:1] + scenarios[2:3] + scenarios[-1:]
-        ):  # warm pools, token keys
-            wrk(name, url, connections=16, duration=2, key=k, script=script, env=extra_env)
+        for name, url, k, script, extra_env in scenarios:  # warm pools, key reuse, token keys
+            if not script:
+                wrk(name, url, connections=16, duration=1, key=k, script=script, env=extra_env)
         for conns in [int(c) for c in args.connections.split(",")]:
-            floor = None
+            floor: dict[str, float] = {}
             for name, url, k, script, extra_env in scenarios:
-                if only and name not in only and not name.startswith("hello"):
+                if only and name not in only and name not in floors:
                     continue
                 with ConnectionSampler(database_url) as sampler:
                     result = wrk(
                         name, url, connections=conns, duration=args.duration, key=k, script=script, env=extra_env
                     )
                 result.extra = {"max_db_connections": sampler.max_open, "distinct_backends": len(sampler.pids)}
-                if name.startswith("hello"):
-                    floor = result.rps
-                result.ratio = result.rps / floor if floor else None
+                if name in floors:
+                    floor[name] = result.rps
+                result.ratio = result.rps / floor[floors[0]]
+                result.extra["ratio_to_project_hello"] = result.rps / floor[floors[1]] if floors[1] in floor else None
                 results.append(result)
                 connection_report[f"{name} @{conns}"] = result.extra
                 print(
-                    f"  {name:32s} c={conns:<3d} {result.rps:9.0f} req/s  ratio {result.ratio or 0:.2f}  "
+                    f"  {name:40s} c={conns:<3d} {result.rps:9.0f} req/s  ratio {result.ratio:.2f}  "
                     f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}  "
                     f"db conns max {sampler.max_open} distinct {len(sampler.pids)}",
                     flush=True,
@@ -678,22 +763,26 @@ def main() -> int:
             dashboard = admin_index(base, database_url)
             print("  admin index: " + ", ".join(f"{k} {v:,.1f}" for k, v in dashboard.items()), flush=True)
     finally:
-        server.stop()
+        for running in (bare, server, redis_server):
+            if running is not None:
+                running.stop()
         token_provider.stop()
 
     max_size = int(env.get("DB_POOL_SIZE", "5")) + int(env.get("DB_MAX_OVERFLOW", "10"))
+    served = gunicorn_settings(env)
     worst = max((v["max_db_connections"] for v in connection_report.values()), default=0)
     distinct = max((v["distinct_backends"] for v in connection_report.values()), default=0)
     header = (
         f"## Benchmark {stamp}\n\n"
-        f"gunicorn {args.workers} sync workers, DB_POOL_MODE={env['DB_POOL_MODE']}, pool max {max_size} per worker "
-        f"(limit {args.workers * max_size}); {os.cpu_count()} cores shared by wrk, gunicorn and PostgreSQL; "
+        f"gunicorn {served['workers']} {served['worker_class']} workers x {served['threads']} threads "
+        f"(the same for the bare floor), DB_POOL_MODE={env['DB_POOL_MODE']}, pool max {max_size} per worker "
+        f"(limit {served['workers'] * max_size}); {os.cpu_count()} cores shared by wrk, gunicorn and PostgreSQL; "
         f"{args.duration}s per run.\n\n"
         f"Database connections during load: at most {worst} open at once, {distinct} distinct backends in one run "
         f"(never one per request).\n"
     )
     report = "\n\n".join(
-        [header, table(results, "Load (ratio = req/s / hello floor at the same connections)")]
+        [header, table(results, "Load (ratio = req/s / the bare Django hello at the same connections)")]
         + ([growth_table(series)] if series else [])
         + ([admin_index_table(dashboard)] if dashboard else [])
     )

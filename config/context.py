@@ -12,7 +12,7 @@ import ipaddress
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -47,13 +47,23 @@ def current() -> RequestContext | None:
     return _current.get()
 
 
+def bind(context: RequestContext) -> Token[RequestContext | None]:
+    """Make ``context`` the current one until ``unbind`` (``bound`` as two calls, for the request
+    path, where a generator-based context manager per request shows in the profile)."""
+    return _current.set(context)
+
+
+def unbind(token: Token[RequestContext | None]) -> None:
+    _current.reset(token)
+
+
 @contextmanager
 def bound(context: RequestContext) -> Iterator[RequestContext]:
-    token = _current.set(context)
+    token = bind(context)
     try:
         yield context
     finally:
-        _current.reset(token)
+        unbind(token)
 
 
 @contextmanager
@@ -105,6 +115,8 @@ def _trusted_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
     return tuple(ipaddress.ip_network(p, strict=False) for p in settings.TRUSTED_PROXIES)
 
 
+# Both are asked on every request about the same few addresses (the proxies, the clients).
+@lru_cache(maxsize=4096)
 def _is_trusted(address: str) -> bool:
     try:
         ip = ipaddress.ip_address(address)
@@ -113,6 +125,7 @@ def _is_trusted(address: str) -> bool:
     return any(ip in network for network in _trusted_networks())
 
 
+@lru_cache(maxsize=4096)
 def _valid_ip(value: str) -> str | None:
     try:
         return str(ipaddress.ip_address(value.strip()))

@@ -25,7 +25,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.functional import empty
 
-from config.context import bound, from_request
+from config.context import bind, from_request, unbind
 from config.db.text import is_storable
 from config.errors import DATABASE_UNAVAILABLE_BODY, DATABASE_UNAVAILABLE_HEADERS, DATABASE_UNAVAILABLE_STATUS
 
@@ -106,7 +106,8 @@ class EdgeMiddleware:
         started = time.perf_counter()
         context = from_request(request)
         request.request_id = context.request_id  # type: ignore[attr-defined]
-        with bound(context):
+        token = bind(context)
+        try:
             response = self.get_response(request)
             duration_ms = (time.perf_counter() - started) * 1000
             response["X-Request-ID"] = str(context.request_id)
@@ -126,6 +127,8 @@ class EdgeMiddleware:
                     "client_ip": context.ip_address,
                 },
             )
+        finally:
+            unbind(token)
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

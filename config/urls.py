@@ -8,10 +8,11 @@ from drf_spectacular.views import SpectacularAPIView
 
 from config import health, views
 
+# The apps' prefixes are disjoint; the busiest (agents' sessions and messages) is tried first.
 api_v1 = [
+    path("", include("agent_sessions.urls")),
     path("", include("accounts.urls")),
     path("", include("apikeys.urls")),
-    path("", include("agent_sessions.urls")),
     path("", include("audit.urls")),
 ]
 

@@ -122,12 +122,6 @@ def build_database(url: str, pool: PoolSettings) -> dict[str, Any]:
         existing = options.get("options", "")
         options["options"] = f"{existing} -c statement_timeout={pool.statement_timeout_ms}".strip()
 
-    if pool.mode != "pgbouncer":
-        # Server-side prepared statements for what repeats (psycopg's own default threshold):
-        # the hot statements are parsed and planned once per connection, not per request.
-        # Django turns them off by default for the poolers' sake; only PgBouncer mode needs that.
-        options.setdefault("prepare_threshold", 5)
-
     if pool.mode == "pool":
         options["pool"] = {
             "min_size": pool.pool_size,

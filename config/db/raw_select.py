@@ -16,7 +16,7 @@ or model manager (writes), each tested against the queryset it stands in for.
 * ``distinct_values``: the distinct values of an indexed column by a loose index scan.
 
 Nothing here is a prepared statement: the text is built once, the server parses it each time
-(psycopg may prepare it after repeated use, as it does for every query).
+(Django's psycopg cursors bind parameters on the client, and such cursors never prepare).
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Field, Model, Q, QuerySet
+from django.db.models import Field, Model, Q, QuerySet, signals
+from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.query_utils import DeferredAttribute
 from django.db.models.sql import Query
 
 
@@ -50,6 +53,13 @@ class ModelColumns:
         self.converters: list[tuple[Any, list[Callable[..., Any]]]] = [
             (field, field.get_db_converters(connection)) for field in fields
         ]
+        # Whether Model.__init__ would only store each value: every column's class attribute is
+        # Django's plain deferred attribute (or a foreign key's, which also clears a cached
+        # related object that a new instance cannot have).
+        self._plain_attributes = all(
+            type(model.__dict__.get(field.attname)) in (DeferredAttribute, ForeignKeyDeferredAttribute)
+            for field in fields
+        )
 
     def column(self, field_name: str) -> str:
         """A field's column, qualified by the table: ``"sessions"."user_id"`` for ``user``."""
@@ -66,7 +76,23 @@ class ModelColumns:
             for converter in converters:
                 value = converter(value, field, connection)
             converted.append(value)
-        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, converted)
+        model = self.model
+        if (
+            not self._plain_attributes
+            or signals.pre_init.has_listeners(model)
+            or signals.post_init.has_listeners(model)
+        ):
+            return model.from_db(DEFAULT_DB_ALIAS, self.attnames, converted)
+        # What Model.from_db does for a full row, without __init__'s per-field bookkeeping (a
+        # tenth of a 50-message page): the values stored, the state of a row loaded from the
+        # database. tests/config/test_raw_select.py compares the two, attribute for attribute.
+        instance = model.__new__(model)
+        instance.__dict__.update(zip(self.attnames, converted, strict=True))
+        state = ModelState()
+        state.adding = False
+        state.db = DEFAULT_DB_ALIAS
+        instance._state = state
+        return instance
 
 
 def where_sql(model: type[Model], condition: Q) -> tuple[str, list[Any]]:

@@ -38,6 +38,55 @@ def test_rows_load_into_the_instances_the_orm_would_build(alice):
     assert [vars(s) | {"_state": None} for s in loaded] == [vars(s) | {"_state": None} for s in orm]
 
 
+def _state(instance):
+    return (instance._state.adding, instance._state.db)
+
+
+@pytest.mark.parametrize("model_name", ["Session", "Message", "APIKey", "User"])
+def test_every_models_rows_load_as_from_db_builds_them_attribute_for_attribute(model_name, alice):
+    from accounts.models import User
+    from agent_sessions.models import Message
+    from apikeys.models import APIKey
+
+    model = {"Session": Session, "Message": Message, "APIKey": APIKey, "User": User}[model_name]
+    session = Session.objects.create(user=alice.user, agent_id="a", title="t", metadata={"b": 1, "a": [1.5]})
+    Message.objects.create(session=session, sequence=1, role="user", content="hi", metadata={"x": None})
+    shape = ModelColumns(model)
+    assert shape._plain_attributes, "the fast path is the one under test"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {shape.select_list} FROM {shape.table} ORDER BY 1")  # noqa: S608
+        rows = cursor.fetchall()
+    assert rows
+    for row in rows:
+        fast = shape.load(row)
+        values = list(row)
+        for i, (field, converters) in enumerate(shape.converters):
+            for converter in converters:
+                values[i] = converter(values[i], field, connection)
+        slow = model.from_db("default", shape.attnames, values)
+        assert type(fast) is model and vars(fast) | {"_state": None} == vars(slow) | {"_state": None}
+        assert _state(fast) == _state(slow) == (False, "default")
+        assert fast.pk == slow.pk and fast == slow
+
+
+def test_a_model_with_init_listeners_is_loaded_through_from_db(alice):
+    from django.db.models.signals import post_init
+
+    Session.objects.create(user=alice.user, agent_id="a", title="t")
+    seen = []
+
+    def listener(sender, instance, **kwargs):
+        seen.append(instance)
+
+    post_init.connect(listener, sender=Session)
+    try:
+        shape = ModelColumns(Session)
+        loaded = select_all(f"SELECT {shape.select_list} FROM {shape.table}", [], shape)  # noqa: S608
+    finally:
+        post_init.disconnect(listener, sender=Session)
+    assert loaded and seen == loaded
+
+
 def test_distinct_values_walk_the_index_and_match_select_distinct(alice):
     for agent in ["b", "a", "c", "a", "b"]:
         Session.objects.create(user=alice.user, agent_id=agent, title="t")
