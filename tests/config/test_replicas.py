@@ -279,3 +279,43 @@ def test_monitor_connections_fail_fast_on_a_closed_port() -> None:
     assert time.monotonic() - started < 1.5
     assert watcher.states[ALIAS].state == "unreachable"
     assert isinstance(watcher.states[ALIAS].last_error, str)
+
+
+# --- /health ------------------------------------------------------------------------------------
+
+
+@routing
+def test_health_lists_each_replica_with_its_state_and_lag(routed: ReplicaMonitor, client: Any) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "healthy"
+    database, replica = body["components"]
+    assert database["name"] == "database"
+    assert replica["name"] == "replica"
+    assert replica["status"] == "healthy"
+    assert replica["details"]["alias"] == ALIAS
+    assert replica["details"]["state"] == "streaming"
+    assert replica["details"]["lag_seconds"] == 0.0
+    assert replica["details"]["max_lag_seconds"] == 2.0
+
+
+@routing
+def test_a_replica_down_shows_in_health_and_fails_neither_health_nor_readiness(
+    streaming_replication: Any, routed: ReplicaMonitor, client: Any
+) -> None:
+    pair = streaming_replication
+    pair.standby.stop()
+    try:
+        assert _check_until(routed, "unreachable").state == "unreachable"
+        health = client.get("/health")
+        ready = client.get("/health/ready")
+    finally:
+        pair.standby.start()
+        pair.wait_caught_up()
+    assert health.status_code == 200 and health.json()["status"] == "healthy"
+    (replica,) = [c for c in health.json()["components"] if c["name"] == "replica"]
+    assert replica["status"] == "unhealthy"
+    assert replica["details"]["state"] == "unreachable"
+    assert replica["error"]
+    assert ready.status_code == 200, ready.json()
