@@ -529,3 +529,47 @@ class StreamingPair:
         if self.standby is not None:
             self.standby.destroy()
         self.primary.destroy()
+
+
+class PrivateRedis:
+    """A throwaway Redis on 127.0.0.1:<free port>, nothing persisted (Debian's redis-server)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def binary() -> str | None:
+        return shutil.which("redis-server")
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary() or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+        )
+        wait_for_port(self.port, timeout=15, process=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
