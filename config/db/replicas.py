@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 
 from config.db.connection import PoolSettings, build_database
@@ -65,7 +66,10 @@ def replica_databases(urls: list[str], pool: PoolSettings) -> dict[str, dict[str
     databases = {}
     for index, url in enumerate(urls):
         alias = replica_alias(index)
-        database = build_database(url, pool)
+        try:
+            database = build_database(url, pool)
+        except ImproperlyConfigured as exc:
+            raise ImproperlyConfigured(f"DATABASE_REPLICA_URLS item {index + 1}: {exc}") from exc
         if "pool" in database["OPTIONS"]:
             database["OPTIONS"]["pool"] = {**database["OPTIONS"]["pool"], "name": alias}
         database["TEST"] = {"MIRROR": DEFAULT_DB_ALIAS}
@@ -363,13 +367,24 @@ def mark_sticky(principal: str) -> None:
 
     seconds = settings.REPLICA_STICKY_SECONDS
     if seconds > 0:
-        cache.set(sticky_key(principal), 1, timeout=seconds)
+        try:
+            cache.set(sticky_key(principal), 1, timeout=seconds)
+        except Exception as exc:  # the write is done; a cache outage must not turn it into a 500
+            logger.warning("could not mark %s sticky to the primary: %s", principal, _first_line(exc))
 
 
 def is_sticky(principal: str) -> bool:
+    """Whether ``principal`` wrote within REPLICA_STICKY_SECONDS; when the cache cannot say, yes
+    (the primary is always right)."""
     from django.core.cache import cache
 
-    return settings.REPLICA_STICKY_SECONDS > 0 and cache.get(sticky_key(principal)) is not None
+    if settings.REPLICA_STICKY_SECONDS <= 0:
+        return False
+    try:
+        return cache.get(sticky_key(principal)) is not None
+    except Exception as exc:  # the shared cache is down: read from the primary
+        logger.warning("sticky marker unreadable, reading from the primary: %s", _first_line(exc))
+        return True
 
 
 def replica_read(principal: str | None, read: Callable[[], T]) -> T:

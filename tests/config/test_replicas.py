@@ -22,8 +22,6 @@ from config.db import replicas
 from config.db.connection import build_database
 from config.db.replicas import ReplicaMonitor, mark_sticky, replica_read, serving_alias
 
-pytestmark = pytest.mark.slow
-
 ALIAS = "replica_0"
 
 
@@ -62,6 +60,7 @@ def monitor(streaming_replication: Any) -> Iterator[ReplicaMonitor]:
         pair.standby.resume_replay()
 
 
+@pytest.mark.slow
 def test_an_idle_caught_up_standby_is_zero_behind(streaming_replication: Any, monitor: ReplicaMonitor) -> None:
     pair = streaming_replication
     _write_on_primary(pair)
@@ -78,6 +77,7 @@ def test_an_idle_caught_up_standby_is_zero_behind(streaming_replication: Any, mo
     assert monitor.pick() == ALIAS
 
 
+@pytest.mark.slow
 def test_a_standby_whose_replay_is_paused_is_skipped_until_it_catches_up(
     streaming_replication: Any, monitor: ReplicaMonitor
 ) -> None:
@@ -100,6 +100,7 @@ def test_a_standby_whose_replay_is_paused_is_skipped_until_it_catches_up(
     assert monitor.pick() == ALIAS
 
 
+@pytest.mark.slow
 def test_a_stopped_standby_is_unreachable_and_found_again(streaming_replication: Any, monitor: ReplicaMonitor) -> None:
     pair = streaming_replication
     monitor.check_once()
@@ -114,6 +115,7 @@ def test_a_stopped_standby_is_unreachable_and_found_again(streaming_replication:
     assert _check_until(monitor, "streaming").state == "streaming"
 
 
+@pytest.mark.slow
 def test_the_background_check_runs_once_a_second_not_per_request(monitor: ReplicaMonitor) -> None:
     assert monitor.wait_for_first_check(timeout=10)
     first = monitor.states[ALIAS].checked_at
@@ -177,6 +179,7 @@ def _in_recovery(alias: str) -> bool:
 
 
 @routing
+@pytest.mark.slow
 def test_a_lag_tolerant_read_is_served_by_the_standby(routed: ReplicaMonitor) -> None:
     def read() -> tuple[str | None, str, list[str], bool]:
         queryset = Session.objects.all()
@@ -192,6 +195,7 @@ def test_a_lag_tolerant_read_is_served_by_the_standby(routed: ReplicaMonitor) ->
 
 
 @routing
+@pytest.mark.slow
 def test_reads_outside_a_replica_read_stay_on_the_primary(routed: ReplicaMonitor) -> None:
     queryset = Session.objects.all()
     assert queryset.db == "default"
@@ -199,6 +203,7 @@ def test_reads_outside_a_replica_read_stay_on_the_primary(routed: ReplicaMonitor
 
 
 @routing
+@pytest.mark.slow
 def test_reads_inside_a_transaction_stay_on_the_primary(routed: ReplicaMonitor) -> None:
     with transaction.atomic():
         assert replica_read(None, lambda: Session.objects.all().db) == "default"
@@ -213,6 +218,7 @@ def test_reads_inside_a_transaction_stay_on_the_primary(routed: ReplicaMonitor) 
 
 
 @routing
+@pytest.mark.slow
 def test_a_user_who_wrote_reads_from_the_primary_for_the_sticky_window(routed: ReplicaMonitor, settings: Any) -> None:
     settings.REPLICA_STICKY_SECONDS = 1
     mark_sticky("user:writer")
@@ -223,6 +229,7 @@ def test_a_user_who_wrote_reads_from_the_primary_for_the_sticky_window(routed: R
 
 
 @routing
+@pytest.mark.slow
 def test_with_every_replica_unfit_reads_go_to_the_primary(streaming_replication: Any, routed: ReplicaMonitor) -> None:
     pair = streaming_replication
     pair.standby.pause_replay()
@@ -235,6 +242,7 @@ def test_with_every_replica_unfit_reads_go_to_the_primary(streaming_replication:
 
 
 @routing
+@pytest.mark.slow
 def test_a_replica_that_breaks_during_a_read_is_skipped_and_the_read_runs_on_the_primary(
     streaming_replication: Any, routed: ReplicaMonitor
 ) -> None:
@@ -260,6 +268,7 @@ def test_a_replica_that_breaks_during_a_read_is_skipped_and_the_read_runs_on_the
     assert _check_until(routed, "streaming").state == "streaming"  # the next check finds it fit
 
 
+@pytest.mark.slow
 def test_no_replicas_configured_means_no_monitor_and_no_routing(transactional_db: None, settings: Any) -> None:
     settings.DATABASE_REPLICAS = []
     assert replicas.monitor() is None
@@ -285,6 +294,7 @@ def test_monitor_connections_fail_fast_on_a_closed_port() -> None:
 
 
 @routing
+@pytest.mark.slow
 def test_health_lists_each_replica_with_its_state_and_lag(routed: ReplicaMonitor, client: Any) -> None:
     response = client.get("/health")
     assert response.status_code == 200
@@ -301,6 +311,7 @@ def test_health_lists_each_replica_with_its_state_and_lag(routed: ReplicaMonitor
 
 
 @routing
+@pytest.mark.slow
 def test_a_replica_down_shows_in_health_and_fails_neither_health_nor_readiness(
     streaming_replication: Any, routed: ReplicaMonitor, client: Any
 ) -> None:
@@ -319,3 +330,86 @@ def test_a_replica_down_shows_in_health_and_fails_neither_health_nor_readiness(
     assert replica["details"]["state"] == "unreachable"
     assert replica["error"]
     assert ready.status_code == 200, ready.json()
+
+
+# --- which endpoints read from the replica ------------------------------------------------------
+# The test database is not the pair's: alice's rows exist only on the primary (the test
+# database), so a read the standby served finds none of them.
+
+
+def _replica_sql(captured: CaptureQueriesContext) -> str:
+    return " ".join(query["sql"] for query in captured)
+
+
+@routing
+@pytest.mark.slow
+def test_list_endpoints_and_message_pages_read_from_the_replica_details_from_the_primary(
+    routed: ReplicaMonitor, alice: Any
+) -> None:
+    from agent_sessions.services import session_create
+
+    session = session_create(actor=alice.user, owner=alice.user, agent_id="a", title="on the primary")
+    with CaptureQueriesContext(connections[ALIAS]) as captured:
+        listed = alice.client.get("/api/v1/sessions/")
+        page = alice.client.get(f"/api/v1/sessions/{session.pk}/messages/")
+        stats = alice.client.get("/api/v1/sessions/stats/")
+    assert listed.status_code == 200 and listed.json()["results"] == []  # the standby has no such rows
+    assert page.status_code == 404  # nor the session
+    assert stats.status_code == 200 and stats.json()["total_sessions"] == 0
+    assert '"sessions"' in _replica_sql(captured) and '"session_messages"' in _replica_sql(captured)
+    assert "api_keys" not in _replica_sql(captured)  # authentication stayed on the primary
+
+    with CaptureQueriesContext(connections[ALIAS]) as captured:
+        detail = alice.client.get(f"/api/v1/sessions/{session.pk}/")
+    assert detail.status_code == 200 and detail.json()["title"] == "on the primary"
+    assert len(captured) == 0
+
+
+@routing
+@pytest.mark.slow
+def test_after_a_write_the_writer_lists_from_the_primary(routed: ReplicaMonitor, alice: Any, bob: Any) -> None:
+    created = alice.client.post("/api/v1/sessions/", {"agent_id": "a", "title": "just written"}, format="json")
+    assert created.status_code == 201
+    listed = alice.client.get("/api/v1/sessions/")
+    assert [s["id"] for s in listed.json()["results"]] == [created.json()["id"]]
+    with CaptureQueriesContext(connections[ALIAS]) as captured:
+        assert bob.client.get("/api/v1/sessions/").json()["results"] == []  # bob did not write: the replica
+    assert '"sessions"' in _replica_sql(captured)
+
+
+@routing
+@pytest.mark.slow
+def test_admin_change_lists_read_from_the_replica(routed: ReplicaMonitor, root_client: Any) -> None:
+    with CaptureQueriesContext(connections[ALIAS]) as captured:
+        response = root_client.get("/admin/agent_sessions/session/")
+        audit = root_client.get("/admin/audit/auditlog/")
+    assert response.status_code == 200 and audit.status_code == 200
+    assert '"sessions"' in _replica_sql(captured) and '"audit_logs"' in _replica_sql(captured)
+    assert "django_session" not in _replica_sql(captured)  # the staff member's session: the primary
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_replica_urls_become_aliases_with_the_primarys_pool_settings() -> None:
+    from config.db.connection import PoolSettings
+    from config.db.replicas import replica_databases
+
+    pool = PoolSettings(pool_size=1, max_overflow=2)
+    databases = replica_databases(["postgresql://u@db-r0:5432/app", "postgresql://u@db-r1/app"], pool)
+    assert list(databases) == ["replica_0", "replica_1"]
+    first = databases["replica_0"]
+    assert (first["ENGINE"], first["HOST"], first["PORT"], first["NAME"]) == ("config.db.backend", "db-r0", 5432, "app")
+    assert first["OPTIONS"]["pool"]["name"] == "replica_0"
+    assert (first["OPTIONS"]["pool"]["min_size"], first["OPTIONS"]["pool"]["max_size"]) == (1, 3)
+    assert first["TEST"] == {"MIRROR": "default"}
+
+
+def test_a_malformed_replica_url_stops_startup_naming_the_variable() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.db.connection import PoolSettings
+    from config.db.replicas import replica_databases
+
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_REPLICA_URLS item 2"):
+        replica_databases(["postgresql://u@db/app", "mysql://u@db/app"], PoolSettings())
