@@ -95,8 +95,9 @@ def test_a_standby_whose_replay_is_paused_is_skipped_until_it_catches_up(
     assert monitor.pick() is None
 
     pair.standby.resume_replay()
-    back = _check_until(monitor, "streaming")
-    assert back.state == "streaming" and back.lag_seconds == 0.0
+    back = _check_until(monitor, "streaming")  # within REPLICA_MAX_LAG_SECONDS again, maybe still replaying
+    assert back.state == "streaming" and back.lag_seconds is not None and back.lag_seconds <= 2.0
+    assert back.replay_paused is False
     assert monitor.pick() == ALIAS
 
 

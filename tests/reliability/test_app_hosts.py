@@ -112,7 +112,8 @@ def two_hosts(request: pytest.FixtureRequest, transactional_db: None) -> Iterato
         DB_POOL_SIZE="1",
         DB_MAX_OVERFLOW="4",
         RATE_LIMIT_FREE=f"{FREE_LIMIT}/hour",
-        ADMIN_LOGIN_RATE=f"{LOGIN_LIMIT}/min",
+        # A day's window: a minute's could roll over between two attempts and reset the count.
+        ADMIN_LOGIN_RATE=f"{LOGIN_LIMIT}/day",
         # Each test's client address is its own (X-Forwarded-For from this loopback "proxy"), so
         # throttles counted per address never meet another test's in the shared cache.
         TRUSTED_PROXIES="127.0.0.1",
