@@ -19,7 +19,7 @@ from accounts.serializers import UserCreateSerializer, UserOutputSerializer, Use
 from config.api.filters import FilterBackend, StrictBooleanField, StrictBooleanFilter
 from config.api.permissions import HasScopeForMethod, IsPlatformAdmin
 from config.api.schema import error_responses
-from config.api.viewsets import ServiceViewSet
+from config.api.viewsets import ReplicaListMixin, ServiceViewSet
 
 DELETED_HELP = "true: only soft-deleted users; false (default): only live ones"
 
@@ -56,7 +56,7 @@ class UserFilter(django_filters.FilterSet):
         summary="Get a user (admin)", responses={200: UserOutputSerializer, **error_responses(401, 403, 404, 429)}
     ),
 )
-class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewSet):
+class UserViewSet(ReplicaListMixin, mixins.RetrieveModelMixin, ServiceViewSet):
     """Platform users. Admin only (an admin-scoped key of an admin user), except ``me``."""
 
     queryset = User.objects.none()  # the schema's model; get_queryset() scopes real requests

@@ -36,7 +36,8 @@ from config.api.filters import FilterBackend
 from config.api.pagination import ValidatedCursorPagination
 from config.api.permissions import IsPlatformAdmin, is_admin_request
 from config.api.schema import error_responses
-from config.api.viewsets import ServiceAPIView, ServiceViewSet
+from config.api.viewsets import ReplicaListMixin, ServiceAPIView, ServiceViewSet
+from config.db.replicas import replica_read, request_principal
 
 
 class SessionFilter(django_filters.FilterSet):
@@ -92,7 +93,7 @@ def _owned_sessions(request: Request) -> QuerySet[Session]:
         summary="Get a session", responses={200: SessionOutputSerializer, **error_responses(401, 403, 404, 429)}
     ),
 )
-class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewSet):
+class SessionViewSet(ReplicaListMixin, mixins.RetrieveModelMixin, ServiceViewSet):
     """Agent conversation sessions. A non-admin sees only their own; others' ids answer 404."""
 
     queryset = Session.objects.none()  # the schema's model; get_queryset() scopes real requests
@@ -236,7 +237,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceVi
                 if not is_admin_request(request):
                     raise Http404
                 user = get_object_or_404(User.all_objects.all(), pk=requested_id)
-        stats = services.session_stats(user=user)
+        stats = replica_read(request_principal(request), lambda: services.session_stats(user=user))
         return self.respond(SessionStatsSerializer(stats).data)
 
 
@@ -266,6 +267,10 @@ class SessionMessagesView(ServiceAPIView):
     queryset = Message.objects.none()
 
     def get(self, request: Request, session_pk: uuid.UUID) -> Response:
+        # Message pages tolerate replication lag (the writer itself is sticky to the primary).
+        return replica_read(request_principal(request), lambda: self._page(request, session_pk))
+
+    def _page(self, request: Request, session_pk: uuid.UUID) -> Response:
         # The session's messages, scoped like _owned_sessions(), through SQL compiled once.
         owner_id = None if is_admin_request(request) else request.user.pk
         # MessagePage answers what the cursor pagination asks of a queryset (agent_sessions.queries).

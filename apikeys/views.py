@@ -24,7 +24,7 @@ from apikeys.serializers import (
 )
 from config.api.permissions import granted_scopes, is_admin_request
 from config.api.schema import error_responses
-from config.api.viewsets import ServiceViewSet
+from config.api.viewsets import ReplicaListMixin, ServiceViewSet
 
 
 class APIKeyFilter(django_filters.FilterSet):
@@ -52,7 +52,7 @@ def _created_response(api_key: APIKey, raw: str, **extra: Any) -> dict[str, Any]
         summary="Get an API key", responses={200: APIKeyOutputSerializer, **error_responses(401, 403, 404, 429)}
     ),
 )
-class APIKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewSet):
+class APIKeyViewSet(ReplicaListMixin, mixins.RetrieveModelMixin, ServiceViewSet):
     """API keys. Nobody ever sees a key's hash; the raw key appears once, in the create response."""
 
     queryset = APIKey.objects.none()  # the schema's model; get_queryset() scopes real requests

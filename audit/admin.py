@@ -42,6 +42,7 @@ from config.admin import dashboard
 from config.admin.display import identifier, pretty_json, short_datetime
 from config.admin.filters import DistinctValuesFilter
 from config.admin.pagination import EstimatedCountPaginator
+from config.admin.replicas import ReplicaChangeListMixin
 from config.db.daily import last_days
 
 
@@ -152,7 +153,7 @@ class AuditChangeList(ChangeList):
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReplicaChangeListMixin[AuditLog]):
     list_display = (
         "time_display",
         "action",

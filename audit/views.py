@@ -10,7 +10,7 @@ from audit.serializers import AuditLogOutputSerializer
 from config.api.pagination import ValidatedCursorPagination
 from config.api.permissions import IsPlatformAdmin
 from config.api.schema import error_responses
-from config.api.viewsets import ServiceViewSet
+from config.api.viewsets import ReplicaListMixin, ServiceViewSet
 
 
 class AuditLogFilter(django_filters.FilterSet):
@@ -43,7 +43,7 @@ class AuditLogPagination(ValidatedCursorPagination):
         responses={200: AuditLogOutputSerializer, **error_responses(401, 403, 404, 429)},
     ),
 )
-class AuditLogViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ServiceViewSet):
+class AuditLogViewSet(ReplicaListMixin, mixins.RetrieveModelMixin, ServiceViewSet):
     queryset = AuditLog.objects.none()  # the schema's model; get_queryset() scopes real requests
     serializer_class = AuditLogOutputSerializer
     permission_classes = [IsPlatformAdmin]

@@ -589,6 +589,7 @@ def main() -> int:
     parser.add_argument("--spread-sessions", type=int, default=200)
     parser.add_argument("--skip-growth", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated scenario names to run")
+    parser.add_argument("--no-replica", action="store_true", help="skip the read-replica run (bench/replica.py)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk (Debian's package)", file=sys.stderr)
@@ -799,6 +800,10 @@ def main() -> int:
         )
     )
     print("\n" + report + f"\n\nwritten to {out}")
+    if not args.no_replica:
+        from bench import replica
+
+        return replica.main(["--duration", str(args.duration), "--workers", str(args.workers)])
     return 0
 
 

@@ -1,7 +1,8 @@
 """Health probes, in the seed's JSON shape, without authentication.
 
 * ``/health``: the database component with its latency, real pool figures and whether this
-  process can reach the database; 200 healthy, 503 unhealthy. It waits at most
+  process can reach the database; 200 healthy, 503 unhealthy. Then one ``replica`` component per
+  read replica (its state and lag), which never turns the answer unhealthy. It waits at most
   DB_OUTAGE_TIMEOUT for a connection, so a dead database is reported quickly, not after the
   pool timeout.
 * ``/health/live``: the process answers; touches nothing.
@@ -21,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from config.db import replicas
 from config.db.connection import pool_figures
 
 VERSION = "1.0.0"
@@ -83,12 +85,35 @@ def _body(status: str, components: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def replica_components() -> list[dict[str, Any]]:
+    """One component per read replica, as this process's monitor last found it (checked once per
+    second in the background; the first call waits for the first check). A replica that is down
+    or lagging is "unhealthy" here but never makes the service so: its reads go to the primary."""
+    watcher = replicas.monitor()
+    if watcher is None:
+        return []
+    watcher.wait_for_first_check(timeout=settings.DB_POOL.outage_wait + 1)
+    components = []
+    for figures in watcher.figures():
+        usable = figures["state"] == "streaming"
+        components.append(
+            {
+                "name": "replica",
+                "status": "healthy" if usable else "unhealthy",
+                "details": {**figures, "max_lag_seconds": settings.REPLICA_MAX_LAG_SECONDS},
+                "error": None if usable else (figures["error"] or figures["state"]),
+            }
+        )
+    return components
+
+
 @never_cache
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
     component = database_component()
     healthy = component["status"] == "healthy"
-    return JsonResponse(_body("healthy" if healthy else "unhealthy", [component]), status=200 if healthy else 503)
+    body = _body("healthy" if healthy else "unhealthy", [component, *replica_components()])
+    return JsonResponse(body, status=200 if healthy else 503)
 
 
 @never_cache

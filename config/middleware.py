@@ -21,11 +21,13 @@ from django.conf import settings
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.exceptions import MiddlewareNotUsed
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.functional import empty
 
 from config.context import bind, from_request, unbind
+from config.db.replicas import configured_replicas, mark_sticky, user_principal
 from config.db.text import is_storable
 from config.errors import DATABASE_UNAVAILABLE_BODY, DATABASE_UNAVAILABLE_HEADERS, DATABASE_UNAVAILABLE_STATUS
 
@@ -35,6 +37,7 @@ request_logger = logging.getLogger("request")
 
 # Paths served to API clients and probes only; anything else may be a staff page.
 LEAN_PREFIXES = ("/api/", "/health", "/_bench/")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
 def _is_utf8(query: str) -> bool:
@@ -163,3 +166,26 @@ class StaffAuthenticationMiddleware(AuthenticationMiddleware):
 class StaffMessageMiddleware(MessageMiddleware):
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return super().__call__(request) if serves_staff(request) else self.get_response(request)  # type: ignore[return-value]
+
+
+# --- read replicas ----------------------------------------------------------------------------
+
+
+class ReplicaStickyMiddleware:
+    """After a mutating request that succeeded, its user's reads stay on the primary for
+    REPLICA_STICKY_SECONDS (the marker lives in the shared cache: every app host sees it), so a
+    client reads its own writes whatever host and replica it lands on. Without replicas it is not
+    in the stack at all."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        if not configured_replicas():
+            raise MiddlewareNotUsed
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.method not in SAFE_METHODS and response.status_code < 400:
+            user_id = _user_id(request)
+            if user_id is not None:
+                mark_sticky(user_principal(user_id))
+        return response

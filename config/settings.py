@@ -15,6 +15,7 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from config.db.connection import PoolSettings, build_database
+from config.db.replicas import replica_databases
 from config.env import BASE_DIR, env, env_bool, env_choice, env_float, env_int, env_list
 from config.identity_providers import identity_providers_from
 from config.ratelimit import parse_rate
@@ -115,6 +116,18 @@ if env.str("DB_TEST_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": env.str("DB_TEST_NAME")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Read replicas ----------------------------------------------------------------------------
+
+# Streaming standbys for the reads that tolerate lag (config/db/replicas.py); none: all on the primary.
+DATABASES |= replica_databases(env_list("DATABASE_REPLICA_URLS", []), DB_POOL)
+DATABASE_REPLICAS = [alias for alias in DATABASES if alias != "default"]
+DATABASE_ROUTERS = ["config.db.replicas.ReplicaRouter"]
+MIDDLEWARE += ["config.middleware.ReplicaStickyMiddleware"]  # steps aside without replicas
+# After a mutating request, that user's reads stay on the primary this long (on every host).
+REPLICA_STICKY_SECONDS = env_float("REPLICA_STICKY_SECONDS", 5.0, minimum=0)
+# A standby further behind than this is skipped until it catches up.
+REPLICA_MAX_LAG_SECONDS = env_float("REPLICA_MAX_LAG_SECONDS", 2.0, minimum=0.1)
 
 # --- Identity ---------------------------------------------------------------------------------
 

@@ -233,5 +233,23 @@ def providers(provider_servers: Providers, settings: Any) -> Providers:
     return provider_servers
 
 
+# --- read replicas: a private primary and a hot standby streaming from it ----------------------
+
+
+@pytest.fixture(scope="session")
+def streaming_replication() -> Iterator[Any]:
+    """A primary and a standby (``pg_basebackup -R``) from the embedded PostgreSQL's binaries on
+    free loopback ports, the primary migrated; the same whether or not DATABASE_URL is set."""
+    from tests.reliability.servers import StreamingPair, manage, service_env
+
+    pair = StreamingPair()
+    try:
+        manage("migrate", "--no-input", env=service_env(pair.primary_url))
+        pair.start_standby()
+        yield pair
+    finally:
+        pair.destroy()
+
+
 # Debian's Chromium, for the browser tests of any app.
 from tests.browser import browser_page  # noqa: E402,F401

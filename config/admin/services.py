@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from django.contrib import admin, messages
+from django.contrib import messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR
 from django.contrib.admin.utils import unquote
@@ -24,6 +24,7 @@ from django.db import models
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 
+from config.admin.replicas import ReplicaChangeListMixin
 from config.errors import DomainError
 
 M = TypeVar("M", bound=models.Model)
@@ -55,8 +56,9 @@ def adopt(target: models.Model, saved: models.Model) -> None:
     target._state.db = saved._state.db
 
 
-class ServiceModelAdmin(admin.ModelAdmin[M]):
-    """A ModelAdmin whose saves go through a service: implement ``save_with_service``."""
+class ServiceModelAdmin(ReplicaChangeListMixin[M]):
+    """A ModelAdmin whose saves go through a service: implement ``save_with_service``; its change
+    list is read from a replica when one is fit."""
 
     # A service's error field -> the form field that shows it (default: the same name).
     service_error_fields: dict[str, str] = {}

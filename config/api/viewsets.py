@@ -6,17 +6,20 @@
   before the response exists, and must still record the status the client gets. ``respond()``
   answers with that same status, so the two cannot disagree. ``create`` answers 201,
   ``destroy`` 204, everything else 200; an ``@action(..., success_status=201)`` says otherwise.
+* ``ReplicaListMixin``: a ``list`` that tolerates replication lag, served by a read replica when
+  one is fit (config.db.replicas); authentication, permissions and throttles ran on the primary.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import generics, viewsets
+from rest_framework import generics, mixins, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.context import expect_status
+from config.db.replicas import replica_read, request_principal
 
 ACTION_STATUSES = {"create": 201, "destroy": 204}
 METHOD_STATUSES = {"POST": 201, "DELETE": 204}
@@ -52,6 +55,15 @@ class ListFiltersOnlyMixin(generics.GenericAPIView):
         if getattr(self, "action", None) != "list":
             return queryset
         return super().filter_queryset(queryset)
+
+
+class ReplicaListMixin(mixins.ListModelMixin):
+    """DRF's list, read from a fit replica unless the caller wrote within REPLICA_STICKY_SECONDS."""
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return replica_read(
+            request_principal(request), lambda: super(ReplicaListMixin, self).list(request, *args, **kwargs)
+        )
 
 
 class ServiceViewSet(ExpectedStatusMixin, ListFiltersOnlyMixin, viewsets.GenericViewSet):

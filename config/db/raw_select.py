@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, router
 from django.db.models import Field, Model, Q, QuerySet, signals
 from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
@@ -124,8 +124,10 @@ def select_one(sql: str, params: Sequence[Any], shapes: Sequence[ModelColumns]) 
 
 
 def select_all(sql: str, params: Sequence[Any], shape: ModelColumns) -> list[Model]:
-    """Run a SELECT whose columns are ``shape``'s columns; one instance per row, in order."""
-    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+    """Run a SELECT whose columns are ``shape``'s columns; one instance per row, in order. It goes
+    where a queryset of ``shape``'s model would read (a replica inside ``replica_read``);
+    ``select_one`` (the one-row lookups of authentication and detail routes) is the primary's."""
+    with connections[router.db_for_read(shape.model)].cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [shape.load(row) for row in rows]

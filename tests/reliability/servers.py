@@ -432,3 +432,144 @@ def http(
         return Reply(exc.code, exc.read(), dict(exc.headers), time.perf_counter() - started)
     except (urllib.error.URLError, OSError) as exc:
         return Reply(0, b"", {}, time.perf_counter() - started, error=repr(exc))
+
+
+class StreamingStandby(PrivatePostgres):
+    """A hot standby of ``primary`` by streaming replication: ``pg_basebackup -R`` (standby.signal
+    and primary_conninfo written for us), on its own free loopback port."""
+
+    def __init__(self, primary: PrivatePostgres) -> None:
+        self.root = _private_dir("rel-pg-standby-")
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self.port = free_port()
+        self.settings = {**primary.settings, "hot_standby": "on"}
+        self.bin = primary.bin
+        _run(
+            [
+                str(self.bin / "pg_basebackup"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(primary.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(self.data),
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+            timeout=180,
+        )
+
+    def pause_replay(self) -> None:
+        with self.connect(autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        with self.connect(autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+
+
+class StreamingPair:
+    """A primary (``wal_level=replica``) and one hot standby streaming from it, both private to the
+    test run. ``database`` on the primary is migrated before the standby is copied from it."""
+
+    def __init__(self, database: str = "app") -> None:
+        self.database = database
+        self.primary = PrivatePostgres(
+            settings={"wal_level": "replica", "max_wal_senders": "5", "hot_standby": "on", "wal_keep_size": "64MB"}
+        )
+        # initdb's own entries allow replication from loopback already; say it anyway.
+        with (self.primary.data / "pg_hba.conf").open("a") as hba:
+            hba.write("\nhost replication all 127.0.0.1/32 trust\n")
+        self.primary.start()
+        self.primary.create_database(database)
+        self.standby: StreamingStandby | None = None
+
+    def start_standby(self) -> StreamingStandby:
+        self.standby = StreamingStandby(self.primary)
+        self.standby.start()
+        self.wait_caught_up()
+        return self.standby
+
+    @property
+    def primary_url(self) -> str:
+        return self.primary.url(self.database)
+
+    @property
+    def standby_url(self) -> str:
+        assert self.standby is not None
+        return self.standby.url(self.database)
+
+    def wait_caught_up(self, timeout: float = 30) -> None:
+        """Until the standby has replayed everything the primary had written when this was called."""
+        assert self.standby is not None
+        with self.primary.connect(autocommit=True) as conn:
+            (target,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone() or ("0/0",)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.standby.connect(autocommit=True) as conn:
+                    row = conn.execute(
+                        "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn, pg_is_wal_replay_paused()", [str(target)]
+                    ).fetchone()
+                if row is not None and row[0]:
+                    return
+            except psycopg.OperationalError:
+                pass  # still starting
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the standby did not replay up to {target} within {timeout}s")
+            time.sleep(0.05)
+
+    def destroy(self) -> None:
+        if self.standby is not None:
+            self.standby.destroy()
+        self.primary.destroy()
+
+
+class PrivateRedis:
+    """A throwaway Redis on 127.0.0.1:<free port>, nothing persisted (Debian's redis-server)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def binary() -> str | None:
+        return shutil.which("redis-server")
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary() or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+        )
+        wait_for_port(self.port, timeout=15, process=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
