@@ -803,7 +803,8 @@ def main() -> int:
     if not args.no_replica:
         from bench import replica
 
-        return replica.main(["--duration", str(args.duration), "--workers", str(args.workers)])
+        workers = ["--workers", str(args.workers)] if args.workers else []
+        return replica.main(["--duration", str(args.duration), *workers])
     return 0
 
 
