@@ -38,7 +38,8 @@ def message_of(message: BaseMessage) -> dict[str, Any]:
         "item": message_to_dict(message),
         "kind": f"{KIND_PREFIX}{message.type}"[:64],
         "role": _role(message),
-        "content": str(message.text)[:CONTENT_PROJECTION_CHARS],
+        # The projection is a text column, which cannot hold NUL; the item keeps every character.
+        "content": str(message.text).replace("\x00", "")[:CONTENT_PROJECTION_CHARS],
     }
 
 
