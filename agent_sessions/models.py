@@ -6,12 +6,13 @@ import functools
 import json
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from django.conf import settings
 from django.contrib.postgres.indexes import BrinIndex
-from django.db import connections, models, router, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -22,6 +23,7 @@ from config.db.models import UUIDTimestampedModel
 from config.db.raw_select import ModelColumns, column_name, where_sql
 from config.db.soft_delete import LIVE, SoftDeleteManager, SoftDeleteModel, SoftDeleteQuerySet
 from config.errors import InvalidInput, StateConflict
+from idempotency.models import UNIQUE_KEY, IdempotencyKey, IdempotencyKeyTaken, KeyClaim
 
 
 class SessionNotActive(StateConflict):
@@ -277,6 +279,7 @@ class MessageManager(models.Manager["Message"]):
         owner_id: uuid.UUID | None = None,
         expected_revision: int | None = None,
         state_delta: dict[str, Any] | None = None,
+        claim: KeyClaim | None = None,
     ) -> Appended:
         """Append messages to an active session: allocate their consecutive sequences, bump the
         counters and the revision (once per batch), merge ``state_delta`` into ``context``, and
@@ -292,6 +295,10 @@ class MessageManager(models.Manager["Message"]):
         revision. Refusals (unknown, not active, stale revision, full) raise
         Session.DoesNotExist, SessionNotActive, RevisionMismatch or MessageLimitReached; they
         cost one more query, on the failure path only.
+
+        ``claim``: an idempotency key recorded by the same statement (its answer to follow), so
+        the key exists exactly when the messages do; a key the owner already holds fails the
+        whole statement with IdempotencyKeyTaken, writing nothing.
         """
         if not messages:
             raise InvalidInput("An append needs at least one message.", field="messages")
@@ -319,7 +326,10 @@ class MessageManager(models.Manager["Message"]):
         count, tokens = len(rows), sum(row.token_count for row in rows)
         using = router.db_for_write(Message)
         sql, active_params = _append_statement(
-            owned=owner_id is not None, conditional=expected_revision is not None, delta=bool(state_delta)
+            owned=owner_id is not None,
+            conditional=expected_revision is not None,
+            delta=bool(state_delta),
+            claims=claim is not None,
         )
         params: list[Any] = [count, tokens]
         if state_delta:
@@ -341,9 +351,22 @@ class MessageManager(models.Manager["Message"]):
             [row.kind for row in rows],
             [row.item for row in rows],
         ]
-        with connections[using].cursor() as cursor:
-            cursor.execute(sql, params)
-            allocated = cursor.fetchone()
+        if claim is not None:
+            params += [claim.user_id, claim.key, claim.fingerprint, now]
+        connection = connections[using]
+        try:
+            # Inside a transaction, a savepoint, so that a taken key leaves it usable; in
+            # autocommit (the API) the statement is its own transaction and needs none.
+            with (
+                transaction.atomic(using=using) if connection.in_atomic_block else nullcontext(),
+                connection.cursor() as cursor,
+            ):
+                cursor.execute(sql, params)
+                allocated = cursor.fetchone()
+        except IntegrityError as exc:
+            if claim is not None and UNIQUE_KEY in str(exc):
+                raise IdempotencyKeyTaken(claim.key) from None
+            raise
         if allocated is None:
             raise _refusal(session_id, owner_id, limit, count=count, expected_revision=expected_revision)
         last, revision = allocated
@@ -400,7 +423,7 @@ class Message(models.Model):
 
 
 @functools.cache
-def _append_statement(*, owned: bool, conditional: bool, delta: bool) -> tuple[str, tuple[Any, ...]]:
+def _append_statement(*, owned: bool, conditional: bool, delta: bool, claims: bool) -> tuple[str, tuple[Any, ...]]:
     """The append of a batch: one statement, so one round trip and its own transaction even in
     autocommit mode. The UPDATE allocates the batch's sequences (and holds the session row's
     lock until the statement commits), the INSERT takes the rows from arrays (``unnest ... WITH
@@ -433,6 +456,13 @@ def _append_statement(*, owned: bool, conditional: bool, delta: bool) -> tuple[s
     delta_clause = f"{context} = {context} || %s," if delta else ""
     owner_clause = f"AND {s.column('user')} = %s" if owned else ""
     revision_clause = f"AND {s.column('revision')} = %s" if conditional else ""
+    claim_cte = ""
+    if claims:
+        k = ModelColumns(IdempotencyKey)
+        keyed = ", ".join(col(IdempotencyKey, name) for name in ("user", "key", "fingerprint", "created_at"))
+        claim_cte = f""", claimed AS (
+    INSERT INTO {k.table} ({keyed}) SELECT %s, %s, %s, %s FROM slot
+)"""  # noqa: S608 (identifiers from model metadata)
     sql = f"""
 WITH slot AS (
     UPDATE {s.table}
@@ -455,7 +485,7 @@ WITH slot AS (
       FROM slot,
            unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::integer[], %s::text[], %s::text[])
            WITH ORDINALITY AS v(id, role, content, tool_calls, metadata, token_count, kind, item, ord)
-)
+){claim_cte}
 SELECT slot.{col(Session, "total_messages")}, slot.{col(Session, "revision")} FROM slot
 """  # noqa: S608 (identifiers from model metadata; every value a parameter)
     return sql, tuple(active_params)

@@ -28,6 +28,7 @@ from config.api.fields import JSONText
 from config.db.batches import in_keyset_batches
 from config.db.expressions import jsonb_merge
 from config.errors import InvalidInput
+from idempotency.models import KeyClaim
 
 RESOURCE = "session"
 _ABSENT = object()
@@ -249,18 +250,21 @@ def session_append_messages(
     owner_id: uuid.UUID | None = None,
     expected_revision: int | None = None,
     state_delta: dict[str, Any] | None = None,
+    claim: KeyClaim | None = None,
 ) -> Appended:
     """Append a batch of messages (each as ``new_message`` takes it) to an active session: all
     with consecutive sequences, or none; ``state_delta`` merged into ``context``; the revision
     bumped once. ``Message.objects.append_batch``: one statement whatever the batch's size. Not
     audited: the messages table is the record. ``owner_id`` restricts it to that owner's
-    sessions (API isolation); ``expected_revision`` to a session still at that revision."""
+    sessions (API isolation); ``expected_revision`` to a session still at that revision.
+    ``claim``: an idempotency key the same statement records (idempotency.api)."""
     return Message.objects.append_batch(
         session_id=session_id,
         owner_id=owner_id,
         messages=[new_message(**message) for message in messages],
         expected_revision=expected_revision,
         state_delta=state_delta,
+        claim=claim,
     )
 
 
@@ -310,7 +314,7 @@ def _remove(*, actor: User | None, session: Session, doomed: list[Message], oper
         metadata={
             "operation": operation,
             "removed": len(doomed),
-            "sequences": [doomed[0].sequence, doomed[-1].sequence],
+            "sequences": [doomed[0].sequence, doomed[-1].sequence],  # first and last removed
             "revision": session.revision,
         },
     )

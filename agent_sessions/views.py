@@ -45,7 +45,8 @@ from config.api.permissions import IsPlatformAdmin, is_admin_request
 from config.api.renderers import RawJSONRenderer
 from config.api.schema import error_responses
 from config.api.viewsets import ServiceAPIView, ServiceViewSet
-from idempotency.api import idempotent
+from idempotency.api import idempotent, idempotent_append
+from idempotency.models import KeyClaim
 
 
 class SessionFilter(django_filters.FilterSet):
@@ -379,7 +380,7 @@ class SessionMessagesView(_SessionMessagesBase):
         )
 
     def post(self, request: Request, session_pk: uuid.UUID) -> Response | HttpResponse:
-        def append() -> Response:
+        def append(claim: KeyClaim | None) -> Response:
             data = self._validated(MessageAppendSerializer, request)
             expected_revision = data.pop("expected_revision")
             state_delta = data.pop("state_delta")
@@ -390,12 +391,13 @@ class SessionMessagesView(_SessionMessagesBase):
                     messages=[data],
                     expected_revision=expected_revision,
                     state_delta=state_delta,
+                    claim=claim,
                 )
             except Session.DoesNotExist:
                 raise Http404 from None
             return self.respond({**MessageOutputSerializer(appended.messages[0]).data, "revision": appended.revision})
 
-        return idempotent(request, append)
+        return idempotent_append(request, append)
 
 
 class MessageBatchOutputSerializer(serializers.Serializer):
@@ -420,7 +422,7 @@ class SessionMessageBatchView(_SessionMessagesBase):
         responses={201: MessageBatchOutputSerializer, **error_responses(400, 401, 403, 404, 409, 415, 422, 429)},
     )
     def post(self, request: Request, session_pk: uuid.UUID) -> Response | HttpResponse:
-        def append() -> Response:
+        def append(claim: KeyClaim | None) -> Response:
             data = self._validated(MessageBatchSerializer, request)
             try:
                 appended = services.session_append_messages(
@@ -429,6 +431,7 @@ class SessionMessageBatchView(_SessionMessagesBase):
                     messages=[dict(message) for message in data["messages"]],
                     expected_revision=data["expected_revision"],
                     state_delta=data["state_delta"],
+                    claim=claim,
                 )
             except Session.DoesNotExist:
                 raise Http404 from None
@@ -436,7 +439,7 @@ class SessionMessageBatchView(_SessionMessagesBase):
                 {"messages": MessageOutputSerializer(appended.messages, many=True).data, "revision": appended.revision}
             )
 
-        return idempotent(request, append)
+        return idempotent_append(request, append)
 
 
 class SessionMessagePopView(_SessionMessagesBase):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connections, models, router
@@ -35,17 +36,36 @@ class IdempotencyKeyManager(models.Manager["IdempotencyKey"]):
             return cursor.fetchone() is not None
 
 
+@dataclass(frozen=True)
+class KeyClaim:
+    """A key to record with a mutation that records it itself (the append statement)."""
+
+    user_id: uuid.UUID
+    key: str
+    fingerprint: str
+
+
+class IdempotencyKeyTaken(Exception):
+    """The key is already recorded (claimed by an append statement that lost the race)."""
+
+
+# The unique constraint whose violation means "this owner already used this key".
+UNIQUE_KEY = "idempotency_keys_user_key_uniq"
+
+
 class IdempotencyKey(models.Model):
     """A key an API client sent with a mutation (``Idempotency-Key``), scoped to its owner, and
-    the answer it got. Written in the mutation's own transaction, so a key exists exactly when
-    its mutation committed. Only successful answers are kept: a refusal writes nothing, and its
-    retry is judged afresh."""
+    the answer it got. Written with its mutation, atomically: in the mutation's transaction, or
+    (appends) claimed by the append's own statement and answered by one more, so a key exists
+    exactly when its mutation committed. ``status_code`` NULL: committed, answer not yet
+    recorded. Only successful answers are kept: a refusal writes nothing, and its retry is
+    judged afresh."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64, db_comment="sha256 of the method, path and parsed body")
-    status_code = models.PositiveSmallIntegerField()
-    response_body = models.TextField(db_comment="the JSON answer, as sent")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True, db_comment="NULL: the answer is on its way")
+    response_body = models.TextField(null=True, blank=True, db_comment="the JSON answer, as sent")
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = IdempotencyKeyManager()
@@ -54,7 +74,7 @@ class IdempotencyKey(models.Model):
         db_table = "idempotency_keys"
         constraints = [
             # Also the index of every lookup: one owner's key.
-            models.UniqueConstraint(fields=["user", "key"], name="idempotency_keys_user_key_uniq"),
+            models.UniqueConstraint(fields=["user", "key"], name=UNIQUE_KEY),
         ]
         indexes = [
             # prune_idempotency_keys: the keys older than the TTL.
