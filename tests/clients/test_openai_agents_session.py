@@ -8,16 +8,20 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from agents import Agent, Runner, function_tool, set_tracing_disabled
 from agents.memory import Session, SQLiteSession
 from agents.testing import ScriptedModel, assistant_message, function_call
+from django.core.management import call_command
+from django.utils import timezone
 from openai.types.responses.response_reasoning_item import ResponseReasoningItem, Summary
 
 from agent_platform_client import AsyncClient, Client
 from agent_platform_client.openai_agents import PlatformSession
+from agent_sessions.models import Session as SessionRow
 from tests.clients.conftest import Platform
 from tests.clients.peers import DroppingProxy, Exchange
 
@@ -250,3 +254,36 @@ def test_a_dropped_answer_to_add_items_is_retried_without_a_duplicate(platform: 
     theirs = asyncio.run(reference.get_items())
     assert ours == theirs
     assert _digests(ours) == _digests(theirs)
+
+
+def test_a_conversation_resumes_after_any_idle_time(platform: Platform) -> None:
+    """expire_sessions completes a session idle for a day, but not one PlatformSession made:
+    a conversation picked up two days later takes its next turn."""
+
+    async def start() -> tuple[str, str]:
+        client = AsyncClient(platform.url, platform.key)
+        conversation = await PlatformSession.get_or_create(
+            client, agent_id="weather", external_id="thread-9", title="t"
+        )
+        again = await PlatformSession.get_or_create(client, agent_id="weather", external_id="thread-9", title="t")
+        assert again.session_id == conversation.session_id
+        await Runner.run(_agent(ScriptedModel(_script()[:1])), TURN_1, session=conversation)
+        plain = await client.sessions.create("weather", "default idle policy")
+        return conversation.session_id, plain["id"]
+
+    conversation_id, plain_id = asyncio.run(start())
+    SessionRow.objects.filter(pk__in=[conversation_id, plain_id]).update(
+        last_activity_at=timezone.now() - timedelta(days=2)
+    )
+    call_command("expire_sessions", verbosity=0)
+    assert SessionRow.objects.get(pk=plain_id).status == "completed"
+    assert SessionRow.objects.get(pk=conversation_id).status == "active"
+
+    async def resume() -> list[Any]:
+        session = PlatformSession(AsyncClient(platform.url, platform.key), conversation_id)
+        result = await Runner.run(_agent(ScriptedModel(_script()[3:])), TURN_3, session=session)
+        assert result.final_output == "Bye."
+        return await session.get_items()
+
+    items = asyncio.run(resume())
+    assert [item.get("type") for item in items] == [None, "message", None, "message"]

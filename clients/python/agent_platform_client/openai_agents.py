@@ -18,6 +18,7 @@ from agents.memory.session_settings import SessionSettings, coerce_session_setti
 
 from agent_platform_client._calls import MAX_BATCH
 from agent_platform_client.client import AsyncClient, Client
+from agent_platform_client.errors import SessionExists
 from agent_platform_client.types import Message
 
 if TYPE_CHECKING:
@@ -90,6 +91,27 @@ class PlatformSession:
             fields["metadata"] = dict(metadata)
         created = await async_client.sessions.create(agent_id, title, **fields)
         return cls(async_client, created["id"], session_settings=session_settings)
+
+    @classmethod
+    async def get_or_create(
+        cls,
+        client: AsyncClient | Client,
+        *,
+        agent_id: str,
+        external_id: str,
+        title: str,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+    ) -> PlatformSession:
+        """The live session of this agent with this client-chosen ``external_id`` (a ticket, a
+        chat thread), made as ``create`` makes one when there is none yet."""
+        try:
+            return await cls.create(
+                client, agent_id=agent_id, title=title, external_id=external_id, session_settings=session_settings
+            )
+        except SessionExists as exists:
+            if exists.session_id is None:
+                raise
+            return cls(client, exists.session_id, session_settings=session_settings)
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         session_limit = resolve_session_limit(limit, self.session_settings)
