@@ -53,12 +53,22 @@ def _read_request(stream: Any) -> tuple[bytes, str, str, dict[str, str], bytes] 
             break
         name, _, value = header.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
-        if name.strip().lower() != "connection":
-            raw_headers.append(header)
+        raw_headers.append(header)
     body = stream.read(int(headers.get("content-length", "0") or 0))
-    # One upstream connection per request, closed by the service after its answer.
-    raw = line + b"".join(raw_headers) + b"Connection: close\r\n\r\n" + body
+    raw = line + b"".join(raw_headers) + b"\r\n" + body
     return raw, method, path, headers, body
+
+
+def _read_response(stream: Any) -> bytes:
+    """One whole HTTP answer, by its Content-Length (gunicorn may keep the connection open)."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = stream.readline(65536)
+        if not line:
+            return head
+        head += line
+    lengths = [line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    return head + (stream.read(int(lengths[0])) if lengths else b"")
 
 
 class DroppingProxy:
@@ -82,6 +92,9 @@ class DroppingProxy:
 
     def __exit__(self, *exc: object) -> None:
         self._stopped = True
+        # shutdown() wakes the accept() the serving thread blocks in; close() alone would not.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._thread.join(timeout=5)
 
@@ -94,19 +107,17 @@ class DroppingProxy:
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rb") as stream:
+        # One upstream connection per client connection, kept alive as long as the client's.
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30)
+        with conn, upstream, conn.makefile("rb") as stream, upstream.makefile("rb") as answers:
             while True:
                 request = _read_request(stream)
                 if request is None:
                     return
                 raw, method, path, headers, body = request
                 exchange = Exchange(method, path, headers, body)
-                with socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30) as upstream:
-                    upstream.sendall(raw)
-                    chunks = []
-                    while chunk := upstream.recv(65536):
-                        chunks.append(chunk)
-                exchange.response = b"".join(chunks)
+                upstream.sendall(raw)
+                exchange.response = _read_response(answers)
                 with self._lock:
                     exchange.dropped = self.drop(exchange)
                     self.exchanges.append(exchange)
@@ -115,8 +126,6 @@ class DroppingProxy:
                     conn.shutdown(socket.SHUT_RDWR)
                     return
                 conn.sendall(exchange.response)
-                # The answer says Connection: close, so the client opens a new connection.
-                return
 
 
 @dataclass

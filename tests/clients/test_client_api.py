@@ -82,15 +82,19 @@ def test_a_batch_is_stored_whole_in_order_and_counts_revisions(platform: Platfor
 
 
 def test_last_n_pages_back_past_one_request(platform: Platform) -> None:
+    total = 1050
     with Client(platform.url, platform.key) as client:
         session_id = _session(client)
-        for start in range(0, 250, 100):
+        for start in range(0, total, 100):
             client.messages.append_batch(
-                session_id, [{"role": "user", "content": str(i)} for i in range(start, min(start + 100, 250))]
+                session_id, [{"role": "user", "content": str(i)} for i in range(start, min(start + 100, total))]
             )
-        assert [m["content"] for m in client.messages.last(session_id, 3)] == ["247", "248", "249"]
-        assert [m["sequence"] for m in client.messages.last(session_id, 1000)] == list(range(1, 251))
-        assert len(list(client.messages.iter(session_id, page_size=40))) == 250
+        assert [m["content"] for m in client.messages.last(session_id, 3)] == ["1047", "1048", "1049"]
+        # Past the service's 1000 a request: the rest comes from the older pages.
+        assert [m["sequence"] for m in client.messages.last(session_id, 1003)] == list(range(48, total + 1))
+        assert [m["sequence"] for m in client.messages.last(session_id, 5000)] == list(range(1, total + 1))
+        assert client.messages.last(session_id, 0) == []
+        assert len(list(client.messages.iter(session_id, page_size=150))) == total
 
 
 def test_pop_and_clear_through_the_client(platform: Platform) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -400,8 +401,10 @@ class AsyncClient(_Config):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(base_url, api_key, timeout=timeout, retry=retry, headers=headers)
-        self._http: httpx.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # A pool's connections belong to the loop that opened them: one pool per live loop.
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
         self.sessions = AsyncSessions(self)
         self.messages = AsyncMessages(self)
 
@@ -411,17 +414,17 @@ class AsyncClient(_Config):
 
     def _pool(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
-        if self._http is None or self._loop is not loop:
-            # A pool's connections belong to the loop that opened them.
-            self._http = httpx.AsyncClient(base_url=self.api_root, headers=self.default_headers, timeout=self.timeout)
-            self._loop = loop
-        return self._http
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = httpx.AsyncClient(base_url=self.api_root, headers=self.default_headers, timeout=self.timeout)
+            self._pools[loop] = pool
+        return pool
 
     async def aclose(self) -> None:
-        if self._http is not None and self._loop is asyncio.get_running_loop():
-            await self._http.aclose()
-        self._http = None
-        self._loop = None
+        """Close the running loop's connections (other loops' go with their loops)."""
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
