@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -223,6 +224,40 @@ def test_concurrent_runners_on_one_session_keep_each_batch_contiguous(platform: 
         next((f"r{n}" for n in range(runners) if f"-r{n}" in text or f"runner {n}" in text), "?") for text in encoded
     ]
     assert len([i for i in range(1, len(owners)) if owners[i] != owners[i - 1]]) > runners - 1
+
+
+def test_runners_in_threads_share_one_client_and_keep_batches_contiguous(platform: Platform) -> None:
+    """run_sync in three threads at once (three event loops) through one AsyncClient."""
+    client = AsyncClient(platform.url, platform.key)
+    session_id = Client(platform.url, platform.key).sessions.create("weather", "threads")["id"]
+    sessions = [CountingSession(client, session_id) for _ in range(3)]
+
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            agent = _agent(ScriptedModel(_script(f"-t{n}")))
+            Runner.run_sync(agent, f"{TURN_1} from thread {n}", session=sessions[n])
+            Runner.run_sync(agent, f"{TURN_2} (thread {n})", session=sessions[n])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    stored = asyncio.run(PlatformSession(client, session_id).get_items())
+    batches = [batch for session in sessions for batch in session.batches]
+    # Per runner: each turn's input, then each model response with its tool outputs.
+    assert len(batches) == 3 * 5
+    encoded = [json.dumps(item, sort_keys=True) for item in stored]
+    assert len(encoded) == sum(len(batch) for batch in batches)
+    for batch in batches:
+        want = [json.dumps(item, sort_keys=True) for item in batch]
+        start = encoded.index(want[0])
+        assert encoded[start : start + len(want)] == want, f"batch split: {want}"
 
 
 def test_a_dropped_answer_to_add_items_is_retried_without_a_duplicate(platform: Platform) -> None:
