@@ -10,7 +10,7 @@ it when the client leaves them out, by one rule:
   list, joined by newlines; else ``output`` when a string; else the ``text`` of each part of a
   ``summary`` list (reasoning); else empty. Cut to MESSAGE_MAX_CONTENT_CHARS, without the
   characters PostgreSQL text cannot hold (the item keeps them);
-* kind: ``item["type"]`` when a string of 1 to 64 characters, else ``message``.
+* kind: ``item["type"]`` when a string of 1 to 64 characters that text can hold, else ``message``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 
 from agent_sessions.models import Role
-from config.db.text import storable
+from config.db.text import is_storable, storable
 
 DEFAULT_KIND = "message"
 
@@ -54,6 +54,6 @@ def item_content(item: dict[str, Any]) -> str:
 
 def item_kind(item: dict[str, Any]) -> str:
     kind = item.get("type")
-    if isinstance(kind, str) and 1 <= len(kind) <= 64:
+    if isinstance(kind, str) and 1 <= len(kind) <= 64 and is_storable(kind):
         return kind
     return DEFAULT_KIND

@@ -164,7 +164,7 @@ class MessageAppendSerializer(MessageCreateSerializer, RevisionFieldsMixin):
 
 
 class MessageBatchSerializer(RevisionFieldsMixin):
-    messages = MessageCreateSerializer(many=True, min_length=1, max_length=100, allow_empty=False)  # type: ignore[call-arg]  # ListSerializer takes them
+    messages = serializers.ListField(child=MessageCreateSerializer(), min_length=1, max_length=100)
     state_delta = JSONObjectField(required=False, default=None, help_text="Keys merged into the session's context.")
 
 

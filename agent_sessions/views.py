@@ -416,6 +416,8 @@ class MessagesClearedSerializer(serializers.Serializer):
 
 
 class SessionMessageBatchView(_SessionMessagesBase):
+    serializer_class = MessageBatchSerializer
+
     @extend_schema(
         summary="Append 1-100 messages to an active session, all with consecutive sequences or none",
         request=MessageBatchSerializer,
@@ -443,6 +445,7 @@ class SessionMessageBatchView(_SessionMessagesBase):
 
 
 class SessionMessagePopView(_SessionMessagesBase):
+    serializer_class = MessagePopSerializer
     success_status = 200
 
     @extend_schema(
@@ -471,6 +474,7 @@ class SessionMessagePopView(_SessionMessagesBase):
 
 
 class SessionMessageClearView(_SessionMessagesBase):
+    serializer_class = MessageClearSerializer
     success_status = 200
 
     @extend_schema(

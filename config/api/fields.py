@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api.json_text import RawJSON, to_text
@@ -92,6 +93,7 @@ class JSONText:
     text: str
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
 class JSONTextObjectField(serializers.Field):
     """A JSON object kept as text, its numbers spelled and its keys ordered as sent; at most
     ``max_bytes`` of UTF-8 text. The validated value is a ``JSONText``. Needs a body parsed by

@@ -141,3 +141,12 @@ def test_an_item_over_the_limit_is_a_400(alice, session):
 def test_the_body_limit_is_four_mib_by_default():
     assert settings.API_MAX_BODY_BYTES == 4 * 1024 * 1024
     assert settings.MESSAGE_MAX_ITEM_BYTES == 512 * 1024
+
+
+def test_an_item_type_text_cannot_hold_is_kind_message(alice, session):
+    response = alice.client.post(
+        f"/api/v1/sessions/{session.pk}/messages/", {"item": {"type": "a\x00b", "role": "nobody"}}, format="json"
+    )
+    assert response.status_code == 201
+    assert (response.json()["kind"], response.json()["role"]) == ("message", "assistant")
+    assert response.json()["item"] == {"type": "a\x00b", "role": "nobody"}
