@@ -71,7 +71,7 @@ def test_without_retry_after_it_backs_off_on_502_503_504_with_one_key() -> None:
     assert len(server.attempts) == 4
     assert len({attempt.headers["idempotency-key"] for attempt in server.attempts}) == 1
     gaps = [b.at - a.at for a, b in zip(server.attempts, server.attempts[1:], strict=False)]
-    assert all(0.02 <= gap < 1 for gap in gaps), gaps
+    assert all(0.02 <= gap < 3 for gap in gaps), gaps
 
 
 def test_it_gives_up_at_once_when_retry_after_is_past_its_bound() -> None:
