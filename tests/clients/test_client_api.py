@@ -192,3 +192,30 @@ def test_a_cancelled_async_append_still_lands_once(platform: Platform) -> None:
     stored, cancelled = asyncio.run(scenario())
     assert cancelled
     assert [m["content"] for m in stored] == [str(i) for i in range(50)]
+
+
+def test_lifecycle_and_transfer_through_the_async_client(platform: Platform, make_user: Any, make_key: Any) -> None:
+    admin = make_user(roles=["admin"])
+    _, admin_key = make_key(admin, scopes=("read", "write", "admin"))
+    bob = make_user(roles=["user"])
+    _, bob_key = make_key(bob)
+    bob_id = str(bob.pk)
+
+    async def scenario() -> None:
+        async with AsyncClient(platform.url, platform.key) as alice, AsyncClient(platform.url, admin_key) as staff:
+            failed = await alice.sessions.create("support-bot", "to fail")
+            assert (await alice.sessions.fail(failed["id"], error="boom"))["status"] == "failed"
+            cancelled = await alice.sessions.create("support-bot", "to cancel")
+            assert (await alice.sessions.cancel(cancelled["id"], reason="user left"))["status"] == "cancelled"
+            gone = await alice.sessions.create("support-bot", "to delete")
+            await alice.sessions.delete(gone["id"])
+            with pytest.raises(NotFound):
+                await alice.sessions.get(gone["id"])
+            moved = await alice.sessions.create("support-bot", "to move")
+            assert (await staff.sessions.transfer(moved["id"], user=bob_id))["user"] == bob_id
+            with pytest.raises(NotFound):
+                await alice.sessions.get(moved["id"])
+        async with AsyncClient(platform.url, bob_key) as new_owner:
+            assert (await new_owner.sessions.get(moved["id"]))["title"] == "to move"
+
+    asyncio.run(scenario())

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
@@ -23,6 +25,7 @@ from agent_platform_client import (
     SessionExists,
     TransportError,
 )
+from agent_platform_client.errors import parse_retry_after
 from tests.clients.peers import Reply, ScriptedServer
 from tests.reliability.servers import free_port
 
@@ -217,3 +220,14 @@ def test_a_real_429_from_the_service_is_waited_out(
         pages = [client.sessions.list() for _ in range(12)]
     assert all(page["count"] == 0 for page in pages)
     assert time.monotonic() - started >= 1.0
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(" 1.5 ") == 1.5
+    assert 25 <= (parse_retry_after(soon) or 0) <= 30
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # past: at once
+    assert parse_retry_after("nan") is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None

@@ -253,6 +253,12 @@ class Sessions:
             Calls.session_action(session_id, "cancel", {"reason": reason}, idempotency_key=idempotency_key)
         )
 
+    def transfer(self, session_id: str, *, user: str, idempotency_key: str | None = None) -> Session:
+        """Move a session to another user (a platform admin's key)."""
+        return self._client.send(
+            Calls.session_action(session_id, "transfer", {"user": str(user)}, idempotency_key=idempotency_key)
+        )
+
 
 class Messages:
     def __init__(self, client: Client) -> None:
@@ -563,6 +569,12 @@ class AsyncSessions:
     async def cancel(self, session_id: str, *, reason: str = "", idempotency_key: str | None = None) -> Session:
         return await self._client.send(
             Calls.session_action(session_id, "cancel", {"reason": reason}, idempotency_key=idempotency_key)
+        )
+
+    async def transfer(self, session_id: str, *, user: str, idempotency_key: str | None = None) -> Session:
+        """Move a session to another user (a platform admin's key)."""
+        return await self._client.send(
+            Calls.session_action(session_id, "transfer", {"user": str(user)}, idempotency_key=idempotency_key)
         )
 
 

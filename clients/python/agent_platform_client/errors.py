@@ -7,6 +7,9 @@ first, then by status, then ``PlatformError``.
 
 from __future__ import annotations
 
+import datetime
+import math
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 
@@ -175,19 +178,13 @@ def parse_retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        from email.utils import parsedate_to_datetime
-
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        if when is None:
-            return None
-        import datetime
-
         if when.tzinfo is None:
             when = when.replace(tzinfo=datetime.UTC)
         seconds = (when - datetime.datetime.now(datetime.UTC)).total_seconds()
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return None
     return max(0.0, seconds)
