@@ -241,3 +241,9 @@ def test_a_session_without_idle_expiry_is_resumed_the_next_day(alice):
     }
     response = alice.client.post(f"{URL}{kept['id']}/messages/", msg("next day"), format="json")
     assert response.status_code == 201
+
+
+@pytest.mark.parametrize("route", ["", "batch/", "pop/", "clear/"])
+def test_message_routes_answer_options(alice, session, route):
+    response = alice.client.options(f"{URL}{session.pk}/messages/{route}")
+    assert response.status_code == 200 and "POST" in response["Allow"]

@@ -134,3 +134,17 @@ def test_prune_removes_keys_older_than_the_ttl(alice, session, settings):
     assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
     with pytest.raises(CommandError):
         call_command("prune_idempotency_keys", "--older-than", "1")
+
+
+def test_a_key_claimed_but_not_yet_answered_is_a_409_to_retry(alice, session, monkeypatch):
+    import idempotency.api
+
+    url = f"{URL}{session.pk}/messages/"
+    assert post(alice.client, url, {"role": "user", "content": "a"}).status_code == 201
+    # As between the append statement (which claims the key) and the one recording its answer.
+    IdempotencyKey.objects.update(status_code=None, response_body=None)
+    monkeypatch.setattr(idempotency.api, "IN_FLIGHT_WAIT_SECONDS", 0.2)
+    response = post(alice.client, url, {"role": "user", "content": "a"})
+    assert response.status_code == 409 and response.json()["code"] == "idempotency_key_in_flight"
+    assert Message.objects.count() == 1
+    assert post(alice.client, url, {"role": "user", "content": "other"}).status_code == 422
