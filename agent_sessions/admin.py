@@ -9,6 +9,7 @@ are cut in the table and shown whole on the message's own page.
 from __future__ import annotations
 
 import datetime
+import json
 import math
 from typing import Any
 
@@ -16,7 +17,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.db.models.functions import Left, Length
 from django.forms import ModelForm
 from django.http import Http404, HttpRequest, HttpResponse
@@ -75,8 +76,11 @@ class SessionAdmin(AuditHistoryMixin[Session], ServiceModelAdmin[Session]):
     paginator = EstimatedCountPaginator
     actions = ("cancel_sessions",)
     fieldsets = [
-        (None, {"fields": ["title", "owner", "agent_id", "status", "id"]}),
-        ("Activity", {"fields": ["total_messages", "total_tokens", "last_activity_at", "expires_at"]}),
+        (None, {"fields": ["title", "owner", "agent_id", "status", "id", "external_id"]}),
+        (
+            "Activity",
+            {"fields": ["total_messages", "total_tokens", "revision", "last_activity_at", "expires_at", "idle_expiry"]},
+        ),
         ("Context and metadata", {"fields": ["context_display", "metadata_display"]}),
         ("History", {"fields": ["created_at", "updated_at", "deleted_at"]}),
     ]
@@ -85,10 +89,13 @@ class SessionAdmin(AuditHistoryMixin[Session], ServiceModelAdmin[Session]):
         "agent_id",
         "status",
         "id",
+        "external_id",
         "total_messages",
         "total_tokens",
+        "revision",
         "last_activity_at",
         "expires_at",
+        "idle_expiry",
         "context_display",
         "metadata_display",
         "created_at",
@@ -195,8 +202,12 @@ class SessionAdmin(AuditHistoryMixin[Session], ServiceModelAdmin[Session]):
         rows = list(
             Message.objects.filter(session_id=session.pk, sequence__gte=first, sequence__lt=first + MESSAGES_PER_PAGE)
             .order_by("sequence")
-            .defer("content")
-            .annotate(preview=Left("content", PREVIEW_CHARS), length=Length("content"))
+            .defer("content", "item")
+            .annotate(
+                preview=Left("content", PREVIEW_CHARS),
+                length=Length("content"),
+                has_item=ExpressionWrapper(Q(item__isnull=False), output_field=BooleanField()),
+            )
         )
         # A paginator over a range only for its elided page links: nothing is counted.
         links = Paginator(range(total), MESSAGES_PER_PAGE).get_elided_page_range(number, on_each_side=2, on_ends=1)
@@ -219,10 +230,15 @@ class SessionAdmin(AuditHistoryMixin[Session], ServiceModelAdmin[Session]):
                 self.admin_site.admin_view(self.message_view),
                 name="agent_sessions_session_message",
             ),
+            path(
+                "<path:object_id>/messages/<int:sequence>/item.json",
+                self.admin_site.admin_view(self.message_item_view),
+                name="agent_sessions_session_message_item",
+            ),
             *super().get_urls(),
         ]
 
-    def message_view(self, request: HttpRequest, object_id: str, sequence: int) -> HttpResponse:
+    def _message(self, request: HttpRequest, object_id: str, sequence: int) -> tuple[Session, Message]:
         session = self.get_object(request, unquote(object_id))
         if session is None:
             raise Http404("No such session.")
@@ -231,6 +247,17 @@ class SessionAdmin(AuditHistoryMixin[Session], ServiceModelAdmin[Session]):
         message = Message.objects.filter(session_id=session.pk, sequence=sequence).first()
         if message is None:
             raise Http404("No such message.")
+        return session, message
+
+    def message_item_view(self, request: HttpRequest, object_id: str, sequence: int) -> HttpResponse:
+        """The item's JSON text exactly as stored (key order, number spelling, escapes)."""
+        _, message = self._message(request, object_id, sequence)
+        if message.item is None:
+            raise Http404("This message has no item.")
+        return HttpResponse(message.item, content_type="application/json; charset=utf-8")
+
+    def message_view(self, request: HttpRequest, object_id: str, sequence: int) -> HttpResponse:
+        session, message = self._message(request, object_id, sequence)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Message #{message.sequence}",
@@ -240,6 +267,15 @@ class SessionAdmin(AuditHistoryMixin[Session], ServiceModelAdmin[Session]):
             "message_obj": message,
             "tool_calls": pretty_json(message.tool_calls),
             "metadata": pretty_json(message.metadata),
+            # Indented for reading, in the item's own key order (pretty_json sorts keys).
+            "item": (
+                format_html(
+                    '<pre class="json-document">{}</pre>',
+                    json.dumps(json.loads(message.item), indent=2, ensure_ascii=False),
+                )
+                if message.item is not None
+                else "—"
+            ),
             "original_anchor": f"?{MESSAGES_PAGE_PARAM}={math.ceil(message.sequence / MESSAGES_PER_PAGE)}#session-messages",
         }
         request.current_app = self.admin_site.name

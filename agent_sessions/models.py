@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
+import json
 import uuid
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from django.conf import settings
 from django.contrib.postgres.indexes import BrinIndex
-from django.db import connections, models, router, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -19,6 +23,7 @@ from config.db.models import UUIDTimestampedModel
 from config.db.raw_select import ModelColumns, column_name, where_sql
 from config.db.soft_delete import LIVE, SoftDeleteManager, SoftDeleteModel, SoftDeleteQuerySet
 from config.errors import InvalidInput, StateConflict
+from idempotency.models import UNIQUE_KEY, IdempotencyKey, IdempotencyKeyTaken, KeyClaim
 
 
 class SessionNotActive(StateConflict):
@@ -29,6 +34,18 @@ class SessionNotActive(StateConflict):
 
 class MessageLimitReached(StateConflict):
     code = "message_limit_reached"
+
+
+class RevisionMismatch(StateConflict):
+    """``expected_revision`` is not the session's revision (the body carries the current one)."""
+
+    code = "revision_mismatch"
+
+
+class SessionExists(StateConflict):
+    """A live session of this owner and agent already has this ``external_id`` (named in the body)."""
+
+    code = "session_exists"
 
 
 class Status(models.TextChoices):
@@ -86,6 +103,17 @@ class Session(UUIDTimestampedModel, SoftDeleteModel):
     total_tokens = models.PositiveBigIntegerField(default=0)
     last_activity_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True, db_comment="NULL = never expires")
+    external_id = models.CharField(
+        max_length=255, null=True, blank=True, db_comment="the client's own name for the conversation"
+    )
+    idle_expiry = models.BooleanField(
+        default=True,
+        db_default=True,
+        db_comment="false: expire_sessions ends it only at expires_at, however long it idles",
+    )
+    revision = models.PositiveBigIntegerField(
+        default=0, db_default=0, db_comment="+1 on every append (batch), pop, clear and state delta"
+    )
 
     objects: ClassVar[SessionManager] = SessionManager()
     all_objects: ClassVar[AllSessionsManager] = AllSessionsManager()  # soft-deleted sessions too
@@ -95,6 +123,13 @@ class Session(UUIDTimestampedModel, SoftDeleteModel):
         ordering = ["-last_activity_at"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=Status.values), name="sessions_status_valid"),
+            # One live conversation per client-chosen id, owner and agent; also the index of the
+            # session create's lookup of that conversation and of ?external_id= within an owner.
+            models.UniqueConstraint(
+                fields=["user", "agent_id", "external_id"],
+                condition=Q(deleted_at__isnull=True, external_id__isnull=False),
+                name="sessions_owner_agent_external_uniq",
+            ),
         ]
         indexes = [
             # Seed ix_sessions_user_id: a user's sessions (isolation filter, cascade).
@@ -199,6 +234,25 @@ class Session(UUIDTimestampedModel, SoftDeleteModel):
         self.refresh_from_db(fields=["status", "metadata", "last_activity_at", "updated_at"])
 
 
+@dataclass(frozen=True)
+class NewMessage:
+    """One message of an append, as the API or a service hands it over (``item`` as JSON text)."""
+
+    role: str
+    content: str
+    tool_calls: Any = None
+    metadata: dict[str, Any] | None = None
+    token_count: int = 0
+    kind: str = "message"
+    item: str | None = None
+
+
+@dataclass(frozen=True)
+class Appended:
+    messages: list[Message]
+    revision: int
+
+
 class MessageManager(models.Manager["Message"]):
     def append(
         self,
@@ -210,55 +264,117 @@ class MessageManager(models.Manager["Message"]):
         tool_calls: Any = None,
         metadata: dict[str, Any] | None = None,
         token_count: int = 0,
+        kind: str = "message",
+        item: str | None = None,
     ) -> Message:
-        """Append a message to an active session: allocate the next sequence, bump the counters,
-        insert the row, in one statement. Unaudited, like every append (the table is the record).
+        """Append one message: ``append_batch`` with a batch of one."""
+        new = NewMessage(role, content, tool_calls, metadata, token_count, kind, item)
+        return self.append_batch(session_id=session_id, owner_id=owner_id, messages=[new]).messages[0]
 
-        The UPDATE takes the session row's lock, so concurrent appends to one session queue up and
-        each gets the next sequence; a failure after allocation undoes the counter with the
-        statement, leaving no gap. Appends to different sessions never wait for each other.
-        ``owner_id`` restricts the append to that owner's sessions (API isolation). Refusals
-        (unknown, not active, full) raise Session.DoesNotExist, SessionNotActive or
-        MessageLimitReached; they cost one more query, on the failure path only.
+    def append_batch(
+        self,
+        *,
+        session_id: uuid.UUID,
+        messages: Sequence[NewMessage],
+        owner_id: uuid.UUID | None = None,
+        expected_revision: int | None = None,
+        state_delta: dict[str, Any] | None = None,
+        claim: KeyClaim | None = None,
+    ) -> Appended:
+        """Append messages to an active session: allocate their consecutive sequences, bump the
+        counters and the revision (once per batch), merge ``state_delta`` into ``context``, and
+        insert the rows, in one statement, whatever the batch's size. All or nothing: a refusal
+        or a failed row leaves the session as it was. Unaudited, like every append (the table
+        is the record).
+
+        The UPDATE takes the session row's lock, so concurrent appends to one session queue up
+        and each batch gets the next run of sequences, never interleaved with another's; a
+        failure after allocation undoes the counter with the statement, leaving no gap. Appends
+        to different sessions never wait for each other. ``owner_id`` restricts the append to
+        that owner's sessions (API isolation); ``expected_revision`` to a session still at that
+        revision. Refusals (unknown, not active, stale revision, full) raise
+        Session.DoesNotExist, SessionNotActive, RevisionMismatch or MessageLimitReached; they
+        cost one more query, on the failure path only.
+
+        ``claim``: an idempotency key recorded by the same statement (its answer to follow), so
+        the key exists exactly when the messages do; a key the owner already holds fails the
+        whole statement with IdempotencyKeyTaken, writing nothing.
         """
-        if role not in Role.values:
-            raise InvalidInput(f"Unknown role {role!r}.", field="role")
-        if token_count < 0:
-            raise InvalidInput("token_count cannot be negative.", field="token_count")
+        if not messages:
+            raise InvalidInput("An append needs at least one message.", field="messages")
+        for new in messages:
+            if new.role not in Role.values:
+                raise InvalidInput(f"Unknown role {new.role!r}.", field="role")
+            if new.token_count < 0:
+                raise InvalidInput("token_count cannot be negative.", field="token_count")
         limit = settings.SESSION_MAX_MESSAGES
-        message = Message(
-            session_id=session_id,
-            role=role,
-            content=content,
-            tool_calls=tool_calls,
-            metadata=metadata or {},
-            token_count=token_count,
-            created_at=timezone.now(),
-        )
+        now = timezone.now()
+        rows = [
+            Message(
+                session_id=session_id,
+                role=new.role,
+                content=new.content,
+                tool_calls=new.tool_calls,
+                metadata=new.metadata or {},
+                token_count=new.token_count,
+                kind=new.kind,
+                item=new.item,
+                created_at=now,
+            )
+            for new in messages
+        ]
+        count, tokens = len(rows), sum(row.token_count for row in rows)
         using = router.db_for_write(Message)
-        sql, active_params = _append_statement(owned=owner_id is not None)
-        now = message.created_at
-        params: list[Any] = [token_count, now, now, session_id, *active_params, limit]
+        sql, active_params = _append_statement(
+            owned=owner_id is not None,
+            conditional=expected_revision is not None,
+            delta=bool(state_delta),
+            claims=claim is not None,
+        )
+        params: list[Any] = [count, tokens]
+        if state_delta:
+            params.append(Jsonb(state_delta))
+        params += [now, now, session_id, *active_params, count, limit]
         if owner_id is not None:
             params.append(owner_id)
+        if expected_revision is not None:
+            params.append(expected_revision)
         params += [
-            message.id,
-            role,
-            content,
-            Jsonb(tool_calls) if tool_calls is not None else None,
-            Jsonb(message.metadata),
-            token_count,
+            count,
             now,
+            [row.id for row in rows],
+            [row.role for row in rows],
+            [row.content for row in rows],
+            [None if row.tool_calls is None else json.dumps(row.tool_calls) for row in rows],
+            [json.dumps(row.metadata) for row in rows],
+            [row.token_count for row in rows],
+            [row.kind for row in rows],
+            [row.item for row in rows],
         ]
-        with connections[using].cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            raise _refusal(session_id, owner_id, limit)
-        message.sequence = row[0]
-        message._state.adding = False
-        message._state.db = using
-        return message
+        if claim is not None:
+            params += [claim.user_id, claim.key, claim.fingerprint, now]
+        connection = connections[using]
+        try:
+            # Inside a transaction, a savepoint, so that a taken key leaves it usable; in
+            # autocommit (the API) the statement is its own transaction and needs none.
+            with (
+                transaction.atomic(using=using) if connection.in_atomic_block else nullcontext(),
+                connection.cursor() as cursor,
+            ):
+                cursor.execute(sql, params)
+                allocated = cursor.fetchone()
+        except IntegrityError as exc:
+            if claim is not None and UNIQUE_KEY in str(exc):
+                raise IdempotencyKeyTaken(claim.key) from None
+            raise
+        if allocated is None:
+            raise _refusal(session_id, owner_id, limit, count=count, expected_revision=expected_revision)
+        last, revision = allocated
+        for offset, row in enumerate(rows):
+            row.sequence = last - count + 1 + offset
+            row._state.adding = False
+            row._state.db = using
+        return Appended(messages=rows, revision=revision)
 
 
 class Message(models.Model):
@@ -275,6 +391,14 @@ class Message(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     token_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(
+        max_length=64, default="message", db_default="message", db_comment="message, function_call, reasoning, ..."
+    )
+    item = models.TextField(
+        null=True,
+        blank=True,
+        db_comment="the item's JSON text exactly as stored (not jsonb: key order, number spelling, \\u0000)",
+    )
 
     objects = MessageManager()
 
@@ -299,58 +423,109 @@ class Message(models.Model):
 
 
 @functools.cache
-def _append_statement(*, owned: bool) -> tuple[str, tuple[Any, ...]]:
-    """The append: one statement, so one round trip and its own transaction even in autocommit
-    mode. The UPDATE allocates the next sequence (and holds the session row's lock until the
-    statement commits), the INSERT uses it; if the INSERT fails, the UPDATE is undone with it.
+def _append_statement(*, owned: bool, conditional: bool, delta: bool, claims: bool) -> tuple[str, tuple[Any, ...]]:
+    """The append of a batch: one statement, so one round trip and its own transaction even in
+    autocommit mode. The UPDATE allocates the batch's sequences (and holds the session row's
+    lock until the statement commits), the INSERT takes the rows from arrays (``unnest ... WITH
+    ORDINALITY``: one statement text for any batch size); if the INSERT fails, the UPDATE is
+    undone with it. A data-modifying CTE runs to completion whether or not it is read.
 
     Identifiers come from the models, the active rule is ACTIVE as the ORM compiles it, every
-    value is a parameter. Built once per process; returns the SQL and ACTIVE's own parameters.
-    The ORM twin (filter ACTIVE, update the counters, create the Message) is held against it in
-    tests/agent_sessions/test_queries.py.
+    value is a parameter. Built once per process and shape; returns the SQL and ACTIVE's own
+    parameters. The ORM twin (filter ACTIVE, update the counters, create the Messages) is held
+    against it in tests/agent_sessions/test_queries.py.
     """
     s, m = ModelColumns(Session), ModelColumns(Message)
     active, active_params = where_sql(Session, ACTIVE)
     col = column_name
 
-    inserted = ["id", "session", "sequence", "role", "content", "tool_calls", "metadata", "token_count", "created_at"]
+    inserted = [
+        "id",
+        "session",
+        "sequence",
+        "role",
+        "content",
+        "tool_calls",
+        "metadata",
+        "token_count",
+        "created_at",
+        "kind",
+        "item",
+    ]
+    context = col(Session, "context")
+    delta_clause = f"{context} = {context} || %s," if delta else ""
     owner_clause = f"AND {s.column('user')} = %s" if owned else ""
+    revision_clause = f"AND {s.column('revision')} = %s" if conditional else ""
+    claim_cte = ""
+    if claims:
+        k = ModelColumns(IdempotencyKey)
+        keyed = ", ".join(col(IdempotencyKey, name) for name in ("user", "key", "fingerprint", "created_at"))
+        claim_cte = f""", claimed AS (
+    INSERT INTO {k.table} ({keyed}) SELECT %s, %s, %s, %s FROM slot
+)"""  # noqa: S608 (identifiers from model metadata)
     sql = f"""
 WITH slot AS (
     UPDATE {s.table}
-       SET {col(Session, "total_messages")} = {col(Session, "total_messages")} + 1,
+       SET {col(Session, "total_messages")} = {col(Session, "total_messages")} + %s,
            {col(Session, "total_tokens")} = {col(Session, "total_tokens")} + %s,
+           {col(Session, "revision")} = {col(Session, "revision")} + 1,
+           {delta_clause}
            {col(Session, "last_activity_at")} = %s,
            {col(Session, "updated_at")} = %s
      WHERE {s.column("id")} = %s
        AND {active}
-       AND {s.column("total_messages")} < %s
+       AND {s.column("total_messages")} + %s <= %s
        {owner_clause}
-    RETURNING {s.column("id")}, {s.column("total_messages")}
-)
-INSERT INTO {m.table} ({", ".join(col(Message, name) for name in inserted)})
-SELECT %s, slot.{col(Session, "id")}, slot.{col(Session, "total_messages")}, %s, %s, %s, %s, %s, %s
-  FROM slot
-RETURNING {col(Message, "sequence")}
+       {revision_clause}
+    RETURNING {s.column("id")}, {s.column("total_messages")}, {s.column("revision")}
+), inserted AS (
+    INSERT INTO {m.table} ({", ".join(col(Message, name) for name in inserted)})
+    SELECT v.id, slot.{col(Session, "id")}, slot.{col(Session, "total_messages")} - %s + v.ord,
+           v.role, v.content, v.tool_calls::jsonb, v.metadata::jsonb, v.token_count, %s, v.kind, v.item
+      FROM slot,
+           unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::integer[], %s::text[], %s::text[])
+           WITH ORDINALITY AS v(id, role, content, tool_calls, metadata, token_count, kind, item, ord)
+){claim_cte}
+SELECT slot.{col(Session, "total_messages")}, slot.{col(Session, "revision")} FROM slot
 """  # noqa: S608 (identifiers from model metadata; every value a parameter)
     return sql, tuple(active_params)
 
 
-def _refusal(session_id: uuid.UUID, owner_id: uuid.UUID | None, limit: int) -> Exception:
+def _refusal(
+    session_id: uuid.UUID,
+    owner_id: uuid.UUID | None,
+    limit: int,
+    *,
+    count: int = 1,
+    expected_revision: int | None = None,
+) -> Exception:
     """Why the allocating UPDATE matched nothing (only computed on the failure path)."""
     found = Session.objects.filter(pk=session_id)
     if owner_id is not None:
         found = found.filter(user_id=owner_id)
-    session = found.only("status", "expires_at", "total_messages", "deleted_at").first()
+    session = found.only("status", "expires_at", "total_messages", "deleted_at", "revision").first()
     if session is None:
         return Session.DoesNotExist("No session matches the given query.")
     try:
         session.ensure_active()
     except SessionNotActive as exc:
         return exc
-    if session.total_messages >= limit:
-        return MessageLimitReached(f"The session holds the maximum of {limit} messages (SESSION_MAX_MESSAGES).")
+    if expected_revision is not None and session.revision != expected_revision:
+        return revision_mismatch(session.revision, expected_revision)
+    if session.total_messages + count > limit:
+        if count == 1:
+            return MessageLimitReached(f"The session holds the maximum of {limit} messages (SESSION_MAX_MESSAGES).")
+        return MessageLimitReached(
+            f"The session holds {session.total_messages} messages; {count} more would pass the maximum "
+            f"of {limit} (SESSION_MAX_MESSAGES)."
+        )
     return SessionNotActive("The session cannot take messages right now.")
+
+
+def revision_mismatch(current: int, expected: int) -> RevisionMismatch:
+    return RevisionMismatch(
+        f"The session is at revision {current}, not {expected} (expected_revision).", revision=current
+    )
 
 
 class ActivityDay(models.Model):

@@ -17,8 +17,10 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
+from django.db import connections, router
+
 from agent_sessions.models import Message, Session
-from config.db.raw_select import ModelColumns, distinct_values, select_all, select_one, where_sql
+from config.db.raw_select import ModelColumns, distinct_values, select_one, where_sql
 from config.db.soft_delete import LIVE
 
 
@@ -60,7 +62,7 @@ def _page_query(*, descending: bool, operator: str | None, owned: bool) -> tuple
     if operator:
         conditions.append(f"{m.column('sequence')} {operator} %s")
     sql = (
-        f"SELECT {m.select_list} FROM {m.table} "  # noqa: S608 (identifiers from model metadata)
+        f"SELECT {m.select_list}, {s.column('revision')} FROM {m.table} "  # noqa: S608 (identifiers from model metadata)
         f"JOIN {s.table} ON {s.column('id')} = {m.column('session')} "
         f"WHERE {' AND '.join(conditions)} "
         f"ORDER BY {m.column('sequence')} {'DESC' if descending else 'ASC'} LIMIT %s OFFSET %s"
@@ -115,7 +117,18 @@ class MessagePage:
         if self.bound:
             params.append(self.bound[1])
         params += [bounds.stop - offset, offset]
-        return select_all(sql, params, shape)  # type: ignore[return-value]
+        # Where a queryset of messages would read: a replica inside replica_read (config.db.replicas).
+        with connections[router.db_for_read(Message)].cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        messages: list[Message] = []
+        for row in rows:
+            message = shape.load(row[:-1])
+            assert isinstance(message, Message)
+            # The session's revision, read in the same statement: every page carries it.
+            message.session_revision = row[-1]  # type: ignore[attr-defined]
+            messages.append(message)
+        return messages
 
 
 def agent_ids(*, limit: int = 100) -> list[str]:

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from rest_framework import serializers
 
 from agent_sessions.models import Message, Session
-from config.api.fields import JSONObjectField, StrictCharField, StrictIntegerField, StrictUUIDField
+from config.api.fields import (
+    JSONObjectField,
+    JSONTextObjectField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    StrictUUIDField,
+)
 from config.api.serializers import FrozenFieldsModelSerializer
 
 
@@ -30,6 +39,9 @@ class SessionOutputSerializer(FrozenFieldsModelSerializer):
             "updated_at",
             "is_active",
             "is_expired",
+            "revision",
+            "external_id",
+            "idle_expiry",
         ]
         read_only_fields = fields
 
@@ -40,6 +52,18 @@ class SessionCreateSerializer(serializers.Serializer):
     context = JSONObjectField(required=False, default=dict)  # type: ignore[assignment]  # a field named like Field.context
     metadata = JSONObjectField(required=False, default=dict)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    external_id = StrictCharField(
+        max_length=255,
+        min_length=1,
+        required=False,
+        default=None,
+        help_text="Your own name for the conversation: unique per owner and agent among live sessions.",
+    )
+    idle_expiry = StrictBooleanField(
+        required=False,
+        default=True,
+        help_text="false: the session never expires for idleness (expire_sessions), only at expires_at.",
+    )
 
 
 class SessionUpdateSerializer(serializers.Serializer):
@@ -73,17 +97,80 @@ class SessionStatsSerializer(serializers.Serializer):
 
 
 class MessageOutputSerializer(FrozenFieldsModelSerializer):
+    # The stored JSON text, embedded verbatim by config.api.renderers.RawJSONRenderer.
+    item = JSONTextObjectField(max_bytes=settings.MESSAGE_MAX_ITEM_BYTES, read_only=True, allow_null=True)
+
     class Meta:
         model = Message
-        fields = ["id", "session", "sequence", "role", "content", "tool_calls", "metadata", "token_count", "created_at"]
+        fields = [
+            "id",
+            "session",
+            "sequence",
+            "role",
+            "content",
+            "tool_calls",
+            "metadata",
+            "token_count",
+            "created_at",
+            "kind",
+            "item",
+        ]
         read_only_fields = fields
 
 
 class MessageCreateSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Message.Role.choices)
-    content = StrictCharField(allow_blank=True, trim_whitespace=False, max_length=settings.MESSAGE_MAX_CONTENT_CHARS)
+    """One message. With ``item`` (any JSON object, kept as sent), ``role`` and ``content`` may be
+    left out: the service projects them from the item (agent_sessions.items)."""
+
+    role = serializers.ChoiceField(choices=Message.Role.choices, required=False)
+    content = StrictCharField(
+        allow_blank=True, trim_whitespace=False, max_length=settings.MESSAGE_MAX_CONTENT_CHARS, required=False
+    )
     tool_calls = serializers.ListField(
         child=JSONObjectField(), max_length=128, required=False, allow_null=True, default=None
     )
     metadata = JSONObjectField(required=False, default=dict)
     token_count = StrictIntegerField(min_value=0, max_value=10_000_000, default=0)
+    kind = StrictCharField(max_length=64, min_length=1, required=False)
+    item = JSONTextObjectField(
+        max_bytes=settings.MESSAGE_MAX_ITEM_BYTES,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Any JSON object, returned exactly as sent (key order, number spelling, \\u0000).",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("item") is None:
+            missing = {name: [self.error_messages["required"]] for name in ("role", "content") if name not in attrs}
+            if missing:
+                raise serializers.ValidationError(missing)
+        return attrs
+
+
+class RevisionFieldsMixin(serializers.Serializer):
+    expected_revision = StrictIntegerField(
+        min_value=0,
+        required=False,
+        default=None,
+        help_text="Refused (409 revision_mismatch) unless the session is at it.",
+    )
+
+
+class MessageAppendSerializer(MessageCreateSerializer, RevisionFieldsMixin):
+    """The single append: one message's fields, plus the batch's conditions."""
+
+    state_delta = JSONObjectField(required=False, default=None, help_text="Keys merged into the session's context.")
+
+
+class MessageBatchSerializer(RevisionFieldsMixin):
+    messages = serializers.ListField(child=MessageCreateSerializer(), min_length=1, max_length=100)
+    state_delta = JSONObjectField(required=False, default=None, help_text="Keys merged into the session's context.")
+
+
+class MessagePopSerializer(RevisionFieldsMixin):
+    count = StrictIntegerField(min_value=1, max_value=100, default=1)
+
+
+class MessageClearSerializer(RevisionFieldsMixin):
+    pass

@@ -6,6 +6,7 @@ messages table is their record.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -14,17 +15,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Avg, Count, Q, QuerySet, Sum
+from django.db import IntegrityError, transaction
+from django.db.models import Avg, Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
-from agent_sessions.models import Message, Session
+from agent_sessions.items import item_content, item_kind, item_role
+from agent_sessions.models import Appended, Message, NewMessage, Session, SessionExists, revision_mismatch
 from audit.models import AuditLog
 from audit.services import audit_log_purged, audit_log_record, diff
+from config.api.fields import JSONText
 from config.db.batches import in_keyset_batches
 from config.db.expressions import jsonb_merge
 from config.errors import InvalidInput
+from idempotency.models import KeyClaim
 
 RESOURCE = "session"
 _ABSENT = object()
@@ -40,17 +44,40 @@ def session_create(
     context: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
     expires_at: datetime | None = None,
+    external_id: str | None = None,
+    idle_expiry: bool = True,
 ) -> Session:
+    """Create a session. ``external_id`` (the client's name for the conversation) is unique per
+    owner and agent among live sessions: a second one is SessionExists naming the first.
+    ``idle_expiry=False``: only ``expires_at`` ends it, however long it idles."""
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput("expires_at must be in the future.", field="expires_at")
-    session = Session.objects.create(
-        user=owner,
-        agent_id=agent_id,
-        title=title,
-        context=context or {},
-        metadata=metadata or {},
-        expires_at=expires_at,
-    )
+    fields = {
+        "user": owner,
+        "agent_id": agent_id,
+        "title": title,
+        "context": context or {},
+        "metadata": metadata or {},
+        "expires_at": expires_at,
+        "external_id": external_id,
+        "idle_expiry": idle_expiry,
+    }
+    if external_id is None:
+        session = Session.objects.create(**fields)
+    else:
+        try:
+            # A savepoint: a concurrent create of the same conversation fails the unique index
+            # (sessions_owner_agent_external_uniq) after waiting for it, not this transaction.
+            with transaction.atomic():
+                session = Session.objects.create(**fields)
+        except IntegrityError:
+            existing = Session.objects.filter(user=owner, agent_id=agent_id, external_id=external_id).first()
+            if existing is None:
+                raise
+            raise SessionExists(
+                f"A live session of agent {agent_id!r} already has external_id {external_id!r}.",
+                session_id=str(existing.pk),
+            ) from None
     audit_log_record(
         action=AuditLog.Action.CREATE,
         resource_type=RESOURCE,
@@ -58,7 +85,7 @@ def session_create(
         actor=actor,
         changes={
             name: {"old": None, "new": getattr(session, name)}
-            for name in ("user_id", "agent_id", "title", "status", "expires_at")
+            for name in ("user_id", "agent_id", "title", "status", "expires_at", "external_id", "idle_expiry")
         },
     )
     return session
@@ -174,11 +201,158 @@ def session_transfer(*, actor: User | None, session: Session, new_owner: User) -
 
 
 def session_append_message(*, session_id: uuid.UUID, owner_id: uuid.UUID | None = None, **message: Any) -> Message:
-    """Append a message (``role``, ``content``, ``tool_calls``, ``metadata``, ``token_count``) to
-    an active session: ``Message.objects.append``, one statement that allocates the next sequence,
-    bumps the counters and inserts. Not audited: the messages table is the record. ``owner_id``
-    restricts it to that owner's sessions (API isolation)."""
-    return Message.objects.append(session_id=session_id, owner_id=owner_id, **message)
+    """Append a message (``role``, ``content``, ``tool_calls``, ``metadata``, ``token_count``,
+    ``kind``, ``item``) to an active session: a batch of one (``session_append_messages``).
+    ``owner_id`` restricts it to that owner's sessions (API isolation)."""
+    return session_append_messages(session_id=session_id, owner_id=owner_id, messages=[message]).messages[0]
+
+
+def new_message(
+    *,
+    role: str | None = None,
+    content: str | None = None,
+    tool_calls: Any = None,
+    metadata: dict[str, Any] | None = None,
+    token_count: int = 0,
+    kind: str | None = None,
+    item: JSONText | str | dict[str, Any] | None = None,
+) -> NewMessage:
+    """One message to append; what the client left out of role, content and kind is projected
+    from ``item`` (agent_sessions.items). ``item`` as validated by the API (``JSONText``), as
+    JSON text, or as a dict (stored as ``json.dumps`` writes it)."""
+    if isinstance(item, JSONText):
+        value, text = item.value, item.text
+    elif isinstance(item, str):
+        value, text = json.loads(item), item
+    elif isinstance(item, dict):
+        value, text = item, json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+    else:
+        value, text = None, None
+    if value is None:
+        if role is None or content is None:
+            raise InvalidInput("A message without an item needs a role and content.", field="role")
+        return NewMessage(role, content, tool_calls, metadata, token_count, kind or "message", None)
+    return NewMessage(
+        role if role is not None else item_role(value),
+        content if content is not None else item_content(value),
+        tool_calls,
+        metadata,
+        token_count,
+        kind or item_kind(value),
+        text,
+    )
+
+
+def session_append_messages(
+    *,
+    session_id: uuid.UUID,
+    messages: list[dict[str, Any]],
+    owner_id: uuid.UUID | None = None,
+    expected_revision: int | None = None,
+    state_delta: dict[str, Any] | None = None,
+    claim: KeyClaim | None = None,
+) -> Appended:
+    """Append a batch of messages (each as ``new_message`` takes it) to an active session: all
+    with consecutive sequences, or none; ``state_delta`` merged into ``context``; the revision
+    bumped once. ``Message.objects.append_batch``: one statement whatever the batch's size. Not
+    audited: the messages table is the record. ``owner_id`` restricts it to that owner's
+    sessions (API isolation); ``expected_revision`` to a session still at that revision.
+    ``claim``: an idempotency key the same statement records (idempotency.api)."""
+    return Message.objects.append_batch(
+        session_id=session_id,
+        owner_id=owner_id,
+        messages=[new_message(**message) for message in messages],
+        expected_revision=expected_revision,
+        state_delta=state_delta,
+        claim=claim,
+    )
+
+
+@dataclass(frozen=True)
+class Removed:
+    messages: list[Message]  # oldest first
+    revision: int
+
+
+def _locked_active_session(session_id: uuid.UUID, owner_id: uuid.UUID | None, expected_revision: int | None) -> Session:
+    sessions = Session.objects.select_for_update()
+    if owner_id is not None:
+        sessions = sessions.filter(user_id=owner_id)
+    session = sessions.get(pk=session_id)  # Session.DoesNotExist: the API's 404
+    session.ensure_active()
+    if expected_revision is not None and session.revision != expected_revision:
+        raise revision_mismatch(session.revision, expected_revision)
+    return session
+
+
+def _remove(*, actor: User | None, session: Session, doomed: list[Message], operation: str) -> Removed:
+    """Delete ``doomed`` (the session's newest messages, newest first), adjust the counters and
+    the revision, and audit it, in the caller's transaction. Sequences stay 1..n: only the
+    newest go, so the next append takes total_messages + 1."""
+    if not doomed:
+        return Removed(messages=[], revision=session.revision)
+    tokens = sum(message.token_count for message in doomed)
+    Message.objects.filter(pk__in=[message.pk for message in doomed]).delete()
+    now = timezone.now()
+    old_total = session.total_messages
+    Session.objects.filter(pk=session.pk).update(
+        total_messages=F("total_messages") - len(doomed),
+        total_tokens=F("total_tokens") - tokens,
+        revision=F("revision") + 1,
+        last_activity_at=now,
+        updated_at=now,
+    )
+    session.refresh_from_db(fields=["total_messages", "total_tokens", "revision", "last_activity_at", "updated_at"])
+    doomed.reverse()
+    audit_log_record(
+        action=AuditLog.Action.UPDATE,
+        resource_type=RESOURCE,
+        resource_id=session.pk,
+        actor=actor,
+        changes={"total_messages": {"old": old_total, "new": session.total_messages}},
+        # Which messages went, not what they said: content may be anything a user typed.
+        metadata={
+            "operation": operation,
+            "removed": len(doomed),
+            "sequences": [doomed[0].sequence, doomed[-1].sequence],  # first and last removed
+            "revision": session.revision,
+        },
+    )
+    return Removed(messages=doomed, revision=session.revision)
+
+
+@transaction.atomic
+def session_pop_messages(
+    *,
+    actor: User | None,
+    session_id: uuid.UUID,
+    owner_id: uuid.UUID | None = None,
+    count: int = 1,
+    expected_revision: int | None = None,
+) -> Removed:
+    """Remove the newest ``count`` messages of an active session; returned oldest first. An
+    empty session gives nothing back, and nothing is written (no revision, no audit row)."""
+    if not 1 <= count <= 100:
+        raise InvalidInput("count must be between 1 and 100.", field="count")
+    session = _locked_active_session(session_id, owner_id, expected_revision)
+    doomed = list(Message.objects.filter(session_id=session.pk).order_by("-sequence")[:count])
+    return _remove(actor=actor, session=session, doomed=doomed, operation="pop")
+
+
+@transaction.atomic
+def session_clear_messages(
+    *,
+    actor: User | None,
+    session_id: uuid.UUID,
+    owner_id: uuid.UUID | None = None,
+    expected_revision: int | None = None,
+) -> Removed:
+    """Remove every message of an active session (one audit row when there were any)."""
+    session = _locked_active_session(session_id, owner_id, expected_revision)
+    doomed = list(
+        Message.objects.filter(session_id=session.pk).order_by("-sequence").only("id", "sequence", "token_count")
+    )
+    return _remove(actor=actor, session=session, doomed=doomed, operation="clear")
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -217,9 +391,11 @@ EXPIRY_REASON = "expired"
 
 
 def _due_for_expiry(*, now: datetime, idle_before: datetime) -> QuerySet[Session]:
-    """Live active sessions past expires_at, or idle since idle_before (the original's rule)."""
+    """Live active sessions past expires_at, or idle since idle_before (the original's rule)
+    unless created with ``idle_expiry=False`` (a conversation resumed any time later)."""
     return Session.objects.filter(
-        Q(expires_at__lte=now) | Q(last_activity_at__lte=idle_before), status=Session.Status.ACTIVE
+        Q(expires_at__lte=now) | Q(last_activity_at__lte=idle_before, idle_expiry=True),
+        status=Session.Status.ACTIVE,
     )
 
 

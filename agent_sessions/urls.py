@@ -1,7 +1,13 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from agent_sessions.views import SessionMessagesView, SessionViewSet
+from agent_sessions.views import (
+    SessionMessageBatchView,
+    SessionMessageClearView,
+    SessionMessagePopView,
+    SessionMessagesView,
+    SessionViewSet,
+)
 
 router = DefaultRouter()
 router.include_root_view = False
@@ -9,5 +15,12 @@ router.register("sessions", SessionViewSet, basename="session")
 
 urlpatterns = [
     path("sessions/<uuid:session_pk>/messages/", SessionMessagesView.as_view(), name="session-messages"),
+    path(
+        "sessions/<uuid:session_pk>/messages/batch/", SessionMessageBatchView.as_view(), name="session-messages-batch"
+    ),
+    path("sessions/<uuid:session_pk>/messages/pop/", SessionMessagePopView.as_view(), name="session-messages-pop"),
+    path(
+        "sessions/<uuid:session_pk>/messages/clear/", SessionMessageClearView.as_view(), name="session-messages-clear"
+    ),
     *router.urls,
 ]

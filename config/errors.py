@@ -7,14 +7,18 @@ Models and services raise these without knowing about HTTP. The API answers a
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DomainError(Exception):
     code = "error"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        # More of the answer's body, beside detail and code (the current revision, say).
+        self.details = details
 
 
 class InvalidInput(DomainError):

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "accounts",
     "apikeys",
     "agent_sessions",
+    "idempotency",
 ]
 
 MIDDLEWARE = [
@@ -173,9 +174,13 @@ SESSION_MAX_MESSAGES = env_int("SESSION_MAX_MESSAGES", 10_000, minimum=1)
 SESSION_EXPIRY_HOURS = env_float("SESSION_EXPIRY_HOURS", 24.0, minimum=0.001)
 MESSAGE_MAX_CONTENT_CHARS = env_int("MESSAGE_MAX_CONTENT_CHARS", 100_000, minimum=1)
 AUDIT_LOG_RETENTION_DAYS = env_int("AUDIT_LOG_RETENTION_DAYS", 90, minimum=1)
-API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_048_576, minimum=1024)
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 4 * 1_048_576, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+# The session store (issue 16): an item's JSON text at most this many bytes (UTF-8); idempotency
+# keys kept at least this long before prune_idempotency_keys removes them.
+MESSAGE_MAX_ITEM_BYTES = env_int("MESSAGE_MAX_ITEM_BYTES", 512 * 1024, minimum=1024)
+IDEMPOTENCY_KEY_TTL_HOURS = env_float("IDEMPOTENCY_KEY_TTL_HOURS", 24.0, minimum=1.0)
 # A bare hello view at /_bench/hello, the floor `make bench` measures every endpoint against.
 BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
 

@@ -40,6 +40,8 @@ def _error(detail: Any, code: str, http_status: int, headers: dict[str, str] | N
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus the domain errors and database failures mapped to 4xx/503."""
     if isinstance(exc, StateConflict):
+        if exc.details:
+            return _error({"detail": exc.message, "code": exc.code, **exc.details}, exc.code, status.HTTP_409_CONFLICT)
         return _error(exc.message, exc.code, status.HTTP_409_CONFLICT)
     if isinstance(exc, InvalidInput):
         if exc.field:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from config.api.json_text import RawJSON, to_text
 
 MAX_JSON_OBJECT_BYTES = 64 * 1024
 
@@ -79,3 +83,38 @@ class StrictUUIDField(serializers.UUIDField):
         if not isinstance(data, str):
             self.fail("invalid", value=data)
         return super().to_internal_value(data)
+
+
+@dataclass(frozen=True)
+class JSONText:
+    """A JSON object as parsed and as text (``config.api.json_text.to_text``)."""
+
+    value: dict[str, Any]
+    text: str
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
+class JSONTextObjectField(serializers.Field):
+    """A JSON object kept as text, its numbers spelled and its keys ordered as sent; at most
+    ``max_bytes`` of UTF-8 text. The validated value is a ``JSONText``. Needs a body parsed by
+    ``config.api.parsers.ItemJSONParser`` for the spelling of numbers to survive."""
+
+    default_error_messages = {
+        "not_an_object": "Must be a JSON object.",
+        "too_large": "Must be at most {max_kib} KiB as JSON text.",
+    }
+
+    def __init__(self, *, max_bytes: int, **kwargs: Any) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> JSONText:
+        if not isinstance(data, dict):
+            self.fail("not_an_object")
+        text = to_text(data)
+        if len(text) > self.max_bytes or len(text.encode()) > self.max_bytes:
+            self.fail("too_large", max_kib=self.max_bytes // 1024)
+        return JSONText(value=data, text=text)
+
+    def to_representation(self, value: Any) -> Any:
+        return RawJSON(value) if isinstance(value, str) else value

@@ -24,6 +24,7 @@ DESCRIPTIONS = {
     409: "The object's state forbids this (a session that is not active, say).",
     413: "Request body too large.",
     415: "Request body is not JSON.",
+    422: "The Idempotency-Key was used with another request (idempotency_key_reused).",
     429: "Rate limit exceeded; see Retry-After.",
     503: "Database unavailable or overloaded; retry.",
 }

@@ -123,3 +123,34 @@ def test_sessions_are_not_added_or_hard_deleted_in_the_admin(root_client: Client
     session = session_create(actor=None, owner=alice.user, agent_id="a", title="Keep")
     assert root_client.get(f"{LIST}add/").status_code == 403
     assert root_client.get(f"{LIST}{session.pk}/delete/").status_code == 403
+
+
+def test_a_session_page_shows_kinds_and_opens_an_items_json(root_client: Client, alice):
+    from agent_sessions.services import session_append_messages
+
+    session = session_create(actor=None, owner=alice.user, agent_id="a", title="Agent run", external_id="conv-9")
+    item_text = '{"type":"function_call","z":1.0,"a":"nul\\u0000","name":"weather"}'
+    session_append_messages(session_id=session.pk, messages=[{"role": "user", "content": "hi"}, {"item": item_text}])
+    html = root_client.get(f"{LIST}{session.pk}/change/").content.decode()
+    assert "function_call" in html and "conv-9" in html and "(item)" in html
+    page = root_client.get(f"{LIST}{session.pk}/messages/2/").content.decode()
+    assert "function_call" in page and "item.json" in page
+    assert page.index("&quot;z&quot;") < page.index("&quot;a&quot;")  # the item's own key order
+    raw = root_client.get(f"{LIST}{session.pk}/messages/2/item.json")
+    assert raw.status_code == 200 and raw.content.decode() == item_text
+    assert root_client.get(f"{LIST}{session.pk}/messages/1/item.json").status_code == 404
+
+
+def test_pops_and_clears_are_in_the_sessions_audit_trail(root_client: Client, alice):
+    from agent_sessions.services import session_append_message, session_clear_messages, session_pop_messages
+
+    session = session_create(actor=None, owner=alice.user, agent_id="a", title="Rewound")
+    for text in ("a", "b", "c"):
+        session_append_message(session_id=session.pk, role="user", content=text)
+    session_pop_messages(actor=alice.user, session_id=session.pk, count=1)
+    session_clear_messages(actor=alice.user, session_id=session.pk)
+    rows = AuditLog.objects.filter(resource_type="session", resource_id=str(session.pk), action="UPDATE")
+    assert sorted(row.metadata["operation"] for row in rows) == ["clear", "pop"]
+    for row in rows:
+        page = root_client.get(f"/admin/audit/auditlog/{row.pk}/change/").content.decode()
+        assert row.metadata["operation"] in page

@@ -14,7 +14,15 @@ from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
-from agent_sessions.models import ACTIVE, Message, MessageLimitReached, Session, SessionNotActive
+from agent_sessions.models import (
+    ACTIVE,
+    Message,
+    MessageLimitReached,
+    NewMessage,
+    RevisionMismatch,
+    Session,
+    SessionNotActive,
+)
 from agent_sessions.queries import MessagePage, agent_ids, live_session
 from agent_sessions.views import MessagePagination
 
@@ -215,3 +223,69 @@ def test_agent_ids_are_the_distinct_values_of_every_session(cast):
     twin = sorted(set(Session.all_objects.values_list("agent_id", flat=True)))
     assert agent_ids() == twin
     assert agent_ids(limit=2) == twin[:2]
+
+
+# --- the batch append (issue 16) ----------------------------------------------------------------
+
+
+def _orm_twin_accepts_batch(
+    session: Session, owner_id: uuid.UUID | None, count: int, limit: int, expected_revision: int | None
+) -> bool:
+    """What the batch append's UPDATE matches, asked of the ORM."""
+    candidates = Session.objects.filter(ACTIVE, pk=session.pk, total_messages__lte=limit - count)
+    if owner_id is not None:
+        candidates = candidates.filter(user_id=owner_id)
+    if expected_revision is not None:
+        candidates = candidates.filter(revision=expected_revision)
+    return candidates.exists()
+
+
+def test_a_batch_append_takes_exactly_the_sessions_the_orm_twin_matches(cast, alice, bob, settings):
+    settings.SESSION_MAX_MESSAGES = 4
+    for session in cast.values():
+        for owner_id in (None, alice.user.pk, bob.user.pk):
+            for count in (1, 3):
+                for expected_revision in (None, 0, 1):
+                    session.refresh_from_db()
+                    expected = _orm_twin_accepts_batch(session, owner_id, count, 4, expected_revision)
+                    before = (session.total_messages, session.revision, session.context)
+                    batch = [NewMessage("user", str(i)) for i in range(count)]
+                    try:
+                        appended = Message.objects.append_batch(
+                            session_id=session.pk,
+                            owner_id=owner_id,
+                            messages=batch,
+                            expected_revision=expected_revision,
+                            state_delta={"n": before[0]},
+                        )
+                    except (Session.DoesNotExist, SessionNotActive, MessageLimitReached, RevisionMismatch):
+                        accepted = False
+                    else:
+                        accepted = True
+                        assert [m.sequence for m in appended.messages] == list(
+                            range(before[0] + 1, before[0] + count + 1)
+                        )
+                        assert appended.revision == before[1] + 1
+                    session.refresh_from_db()
+                    assert accepted == expected, (session.title, owner_id, count, expected_revision)
+                    if accepted:
+                        assert (session.total_messages, session.revision) == (before[0] + count, before[1] + 1)
+                        assert session.context == {**before[2], "n": before[0]}
+                    else:
+                        assert (session.total_messages, session.revision, session.context) == before
+
+
+def test_the_batched_rows_are_what_the_orm_reads_back(cast):
+    session = cast["live"]
+    appended = Message.objects.append_batch(
+        session_id=session.pk,
+        messages=[
+            NewMessage("tool", "out", [{"a": 1}], {"k": "v"}, 9, "function_call_output", '{"z":1.0,"a":"\\u0000"}'),
+            NewMessage("user", "in", None, None, 2),
+        ],
+    )
+    for message in appended.messages:
+        assert fields(message) == fields(Message.objects.get(pk=message.pk))
+    assert Message.objects.get(sequence=1, session=session).item == '{"z":1.0,"a":"\\u0000"}'
+    session.refresh_from_db()
+    assert (session.total_messages, session.total_tokens, session.revision) == (2, 11, 1)

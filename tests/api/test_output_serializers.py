@@ -69,6 +69,7 @@ def test_message_output_matches_drf(sessions):
         session_append_message(
             session_id=sessions[0].pk, role="assistant", content="", tool_calls=[{"name": "f", "args": {}}]
         ),
+        session_append_message(session_id=sessions[0].pk, item='{"type":"function_call","z":1.0,"a":null}'),
     ]
     assert_same_output(MessageOutputSerializer, [*appended, *Message.objects.order_by("sequence")])
 

@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agent_sessions.models import Message, Session
+from apikeys.authentication import forget_recent_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -157,3 +158,43 @@ def test_an_identity_token_request_costs_what_a_key_request_does(providers, djan
         assert client.get("/api/v1/users/me/").status_code == 200
     with django_assert_max_num_queries(2):  # the user, the object
         assert client.get(f"/api/v1/sessions/{session['id']}/").status_code == 200
+
+
+# --- the session store (issue 16) ---------------------------------------------------------------
+
+
+def _statements(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries]
+
+
+def test_a_batch_append_is_one_statement_whatever_its_size(alice, busy_session):
+    url = f"/api/v1/sessions/{busy_session.pk}/messages/batch/"
+    for size in (1, 100):
+        forget_recent_keys()
+        messages = [{"item": {"type": "function_call", "n": i}} for i in range(size)]
+        with CaptureQueriesContext(connection) as queries:
+            response = alice.client.post(url, {"messages": messages, "state_delta": {"k": 1}}, format="json")
+        assert response.status_code == 201, response.json()
+        statements = _statements(queries)
+        assert len(statements) <= 2, statements  # key+owner (unless reused), the append
+        assert 'INSERT INTO "session_messages"' in statements[-1] and 'UPDATE "sessions"' in statements[-1]
+
+
+def test_an_append_with_an_idempotency_key_costs_one_statement_more(alice, busy_session):
+    url = f"/api/v1/sessions/{busy_session.pk}/messages/batch/"
+    body = {"messages": [{"role": "user", "content": "x"}, {"role": "user", "content": "y"}]}
+    with CaptureQueriesContext(connection) as queries:
+        response = alice.client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert response.status_code == 201
+    statements = _statements(queries)
+    # key+owner (unless reused), the append claiming the key, the answer recorded; no BEGIN/COMMIT.
+    assert len(statements) <= 3, statements
+    assert 'INSERT INTO "idempotency_keys"' in statements[-2] and 'INSERT INTO "session_messages"' in statements[-2]
+    assert statements[-1].startswith('UPDATE "idempotency_keys"')
+
+
+def test_the_latest_n_messages_are_one_statement(alice, busy_session):
+    with CaptureQueriesContext(connection) as queries:
+        body = alice.client.get(f"/api/v1/sessions/{busy_session.pk}/messages/?last=1000").json()
+    assert len(body["results"]) == 300 and body["results"][0]["sequence"] == 1
+    assert len(_statements(queries)) <= 2  # key+owner (unless reused), the page with the revision

@@ -44,6 +44,9 @@ BODIES: dict[str, Any] = {
     "POST /api/v1/sessions/{id}/cancel/": {"reason": "bob says so"},
     "POST /api/v1/sessions/{id}/transfer/": "bob",  # filled in: {"user": bob's id}
     "POST /api/v1/sessions/{session_pk}/messages/": {"role": "user", "content": "injected"},
+    "POST /api/v1/sessions/{session_pk}/messages/batch/": {"messages": [{"item": {"type": "injected"}}]},
+    "POST /api/v1/sessions/{session_pk}/messages/pop/": {"count": 3},
+    "POST /api/v1/sessions/{session_pk}/messages/clear/": {},
     "POST /api/v1/api-keys/{id}/rotate/": {"grace_period_seconds": 60},
     "PATCH /api/v1/users/{id}/": {"name": "Mallory", "roles": ["admin"]},
     "POST /api/v1/users/{id}/restore/": None,

@@ -49,12 +49,14 @@ expected-statuses = ["2xx", "401", "403", "404", "409", "413", "414", "429"]
 # Rules the schema cannot express answer 400 naming the field: expires_at in the future,
 # Django's password validators, names and titles that are not only whitespace, no deleting
 # yourself, no transfer to the current owner, JSON objects (context, metadata, tool calls) of at
-# most 64 KiB serialized, and cursors, which are opaque: only one the server issued is valid.
+# most 64 KiB serialized, message items of at most MESSAGE_MAX_ITEM_BYTES as text (batches too),
+# and cursors, which are opaque: only one the server issued is valid.
 include-name = [
     "POST /api/v1/api-keys/",
     "POST /api/v1/sessions/",
     "PATCH /api/v1/sessions/{id}/",
     "POST /api/v1/sessions/{session_pk}/messages/",
+    "POST /api/v1/sessions/{session_pk}/messages/batch/",
     "POST /api/v1/users/",
     "PATCH /api/v1/users/{id}/",
     "DELETE /api/v1/users/{id}/",
@@ -218,7 +220,11 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     # The run was authenticated (the hooks were loaded and did their job), not 4000 polite 401s.
     assert pool["responses_seen"] >= 1000, pool
     answered = sum(main.statuses.values())
-    assert sum(n for status, n in main.statuses.items() if 200 <= status < 300) > answered // 5, main.statuses
+    # Reached the data: a success, or a 409 from an owned object's state. Most message mutations
+    # the fuzzer sends carry a random expected_revision, and a stale one is a 409 by contract.
+    reached = sum(n for status, n in main.statuses.items() if 200 <= status < 300 or status == 409)
+    assert reached > answered // 5, main.statuses
+    assert sum(n for status, n in main.statuses.items() if 200 <= status < 300) > answered // 8, main.statuses
     assert main.statuses[401] < answered // 4, main.statuses
     assert all(per_operation[label] >= MAX_EXAMPLES for label in operations), {
         label: per_operation[label] for label in operations if per_operation[label] < MAX_EXAMPLES
