@@ -224,6 +224,8 @@ def new_message(
         value, text = item.value, item.text
     elif isinstance(item, str):
         value, text = json.loads(item), item
+        if not isinstance(value, dict):
+            raise InvalidInput("An item is a JSON object.", field="item")
     elif isinstance(item, dict):
         value, text = item, json.dumps(item, ensure_ascii=False, separators=(",", ":"))
     else:

@@ -4,7 +4,16 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+# The unique index on sessions is built CONCURRENTLY: every append updates its session row, and a
+# plain CREATE INDEX would hold appends while it scans the table. It is the index Django builds
+# for the UniqueConstraint (the state says so), and cannot run in a transaction (atomic = False);
+# the statement timeout is lifted for it and restored after, as in 0002.
+NO_TIMEOUT = migrations.RunSQL("SET statement_timeout = 0", "RESET statement_timeout", elidable=True)
+RESTORE_TIMEOUT = migrations.RunSQL("RESET statement_timeout", "SET statement_timeout = 0", elidable=True)
+
+
 class Migration(migrations.Migration):
+    atomic = False
 
     dependencies = [
         ('agent_sessions', '0002_dashboard'),
@@ -37,8 +46,22 @@ class Migration(migrations.Migration):
             name='revision',
             field=models.PositiveBigIntegerField(db_comment='+1 on every append (batch), pop, clear and state delta', db_default=0, default=0),
         ),
-        migrations.AddConstraint(
-            model_name='session',
-            constraint=models.UniqueConstraint(condition=models.Q(('deleted_at__isnull', True), ('external_id__isnull', False)), fields=('user', 'agent_id', 'external_id'), name='sessions_owner_agent_external_uniq'),
+        NO_TIMEOUT,
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AddConstraint(
+                    model_name='session',
+                    constraint=models.UniqueConstraint(condition=models.Q(('deleted_at__isnull', True), ('external_id__isnull', False)), fields=('user', 'agent_id', 'external_id'), name='sessions_owner_agent_external_uniq'),
+                ),
+            ],
+            database_operations=[
+                migrations.RunSQL(
+                    'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "sessions_owner_agent_external_uniq" '
+                    'ON "sessions" ("user_id", "agent_id", "external_id") '
+                    'WHERE ("deleted_at" IS NULL AND "external_id" IS NOT NULL)',
+                    'DROP INDEX CONCURRENTLY IF EXISTS "sessions_owner_agent_external_uniq"',
+                ),
+            ],
         ),
+        RESTORE_TIMEOUT,
     ]
