@@ -3,9 +3,9 @@ service: the same rate limits, the admin's shown-once raw key, the admin's login
 host SIGKILLed under load loses no write it answered 201 for. Run once with Redis and once with
 the database cache as the shared cache.
 
-A case for another cross-host contract goes in as one more test taking ``two_hosts`` (its
-``seed`` makes users and keys in the service's own environment): for example an
-``Idempotency-Key`` replayed on the other host, once that feature exists (issue 16).
+An ``Idempotency-Key`` used on one host replays on the other. A case for another cross-host
+contract goes in as one more test taking ``two_hosts`` (its ``seed`` makes users and keys in the
+service's own environment).
 """
 
 from __future__ import annotations
@@ -157,6 +157,29 @@ def test_a_free_keys_hourly_limit_holds_exactly_across_both_hosts(two_hosts: Two
     assert sorted(statuses) == [200] * FREE_LIMIT + [429] * (FREE_LIMIT + 4)
     for host in hosts:  # whichever host answers next, the hour is used up
         assert http("GET", f"{host.url}/api/v1/sessions/", key=user["raw_key"]).status == 429
+
+
+def test_an_idempotency_key_used_on_one_host_replays_on_the_other(two_hosts: TwoHosts) -> None:
+    user = two_hosts.seed("enterprise")
+    session_id = user["sessions"][0]
+    path = f"/api/v1/sessions/{session_id}/messages/batch/"
+    body = {"messages": [{"role": "user", "content": "once"}, {"role": "assistant", "content": "only once"}]}
+    key = {"Idempotency-Key": f"hosts-{uuid.uuid4()}"}
+    first = http("POST", f"{two_hosts.a.url}{path}", key=user["raw_key"], body=body, headers=key)
+    assert first.status == 201, first.body
+    again = http("POST", f"{two_hosts.b.url}{path}", key=user["raw_key"], body=body, headers=key)
+    assert again.status == 201 and again.headers.get("Idempotent-Replayed") == "true", (again.status, again.headers)
+    assert json.loads(again.body) == json.loads(first.body)
+    other = http(
+        "POST",
+        f"{two_hosts.b.url}{path}",
+        key=user["raw_key"],
+        body={**body, "messages": body["messages"][:1]},
+        headers=key,
+    )
+    assert other.status == 422 and json.loads(other.body)["code"] == "idempotency_key_reused", other.body
+    listed = http("GET", f"{two_hosts.a.url}/api/v1/sessions/{session_id}/messages/", key=user["raw_key"])
+    assert [m["content"] for m in json.loads(listed.body)["results"]] == ["once", "only once"]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
