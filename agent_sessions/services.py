@@ -25,6 +25,7 @@ from audit.services import audit_log_purged, audit_log_record, diff
 from config.db.batches import in_keyset_batches
 from config.db.expressions import jsonb_merge
 from config.errors import InvalidInput
+from config.observability.metrics import record_message
 
 RESOURCE = "session"
 _ABSENT = object()
@@ -178,7 +179,9 @@ def session_append_message(*, session_id: uuid.UUID, owner_id: uuid.UUID | None 
     an active session: ``Message.objects.append``, one statement that allocates the next sequence,
     bumps the counters and inserts. Not audited: the messages table is the record. ``owner_id``
     restricts it to that owner's sessions (API isolation)."""
-    return Message.objects.append(session_id=session_id, owner_id=owner_id, **message)
+    appended = Message.objects.append(session_id=session_id, owner_id=owner_id, **message)
+    record_message(appended.role, appended.token_count)
+    return appended
 
 
 # --- reads ------------------------------------------------------------------------------------
