@@ -351,6 +351,9 @@ LOGGING = {
 
 # --- Observability (config/observability/) -----------------------------------------------------
 
+# Off: no /metrics and no request metrics (the counters at the pool, authentication and the
+# append service still count, unseen).
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
 # GET /metrics (Prometheus) answers these addresses (CIDR allowed; empty: none) and any request
 # with `Authorization: Bearer <METRICS_TOKEN>` when that is set; anyone else gets 404.
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponse
 
 from config.context import client_ip
@@ -73,6 +74,8 @@ def may_read_metrics(request: HttpRequest) -> bool:
 
 class MetricsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        if not settings.METRICS_ENABLED:
+            raise MiddlewareNotUsed("METRICS_ENABLED is off")
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

@@ -163,3 +163,8 @@ def test_pool_figures_are_published(alice):
     assert families["agent_platform_db_pool_max_size"][0].value == 15
     assert "agent_platform_db_pool_wait_seconds" in families
     assert "agent_platform_db_statement_timeouts" in families
+
+
+def test_metrics_off_means_no_metrics_route(settings):
+    settings.METRICS_ENABLED = False
+    assert make_client().get("/metrics").status_code == 404
