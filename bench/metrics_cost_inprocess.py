@@ -37,10 +37,11 @@ call = wsgi_caller(get_wsgi_application(), "GET", {path!r}, {key!r})
 for _ in range(200):
     assert call() == 200
 n = int(sys.argv[1])
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 for _ in range(n):
     call()
-print(json.dumps({{"us": (time.perf_counter() - started) / n * 1e6}}))
+wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+print(json.dumps({{"us": wall / n * 1e6, "cpu_us": cpu / n * 1e6}}))
 """
 
 
@@ -84,14 +85,20 @@ def main() -> int:
     if args.baseline is not None:
         variants["baseline"] = ({}, args.baseline.resolve())
     times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     instructions: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="metrics-cost-") as multiproc:
         for n in range(args.rounds):
             for name, (extra, cwd) in variants.items():
                 child_env = {**env, **extra, "PROMETHEUS_MULTIPROC_DIR": multiproc, "PYTHONPATH": str(cwd)}
-                us = run_child(child_env, cwd, code, args.requests)["us"]
-                times[name].append(us)
-                print(f"round {n} {name:12s} {us:8.1f} us/request", flush=True)
+                figures = run_child(child_env, cwd, code, args.requests)
+                times[name].append(figures["us"])
+                cpu[name].append(figures["cpu_us"])
+                print(
+                    f"round {n} {name:12s} {figures['us']:8.1f} us/request, {figures['cpu_us']:8.1f} us CPU in the"
+                    " worker",
+                    flush=True,
+                )
         if args.callgrind:
             for name, (extra, cwd) in variants.items():
                 child_env = {**env, **extra, "PROMETHEUS_MULTIPROC_DIR": multiproc, "PYTHONPATH": str(cwd)}
@@ -99,10 +106,12 @@ def main() -> int:
                 half = run_child(child_env, cwd, code, args.callgrind_requests // 2, callgrind=True)["instructions"]
                 instructions[name] = (full - half) / (args.callgrind_requests - args.callgrind_requests // 2)
                 print(f"callgrind {name:12s} {instructions[name]:12.0f} instructions/request", flush=True)
-    off = statistics.median(times["metrics off"])
+    off, off_cpu = statistics.median(times["metrics off"]), statistics.median(cpu["metrics off"])
     for name, values in times.items():
+        wall, worker = statistics.median(values), statistics.median(cpu[name])
         print(
-            f"median {name:12s} {statistics.median(values):8.1f} us/request ({statistics.median(values) / off:.3f} of off)"
+            f"median {name:12s} {wall:8.1f} us/request ({wall / off:.3f} of off), "
+            f"{worker:8.1f} us CPU in the worker ({worker / off_cpu:.3f} of off)"
         )
     for name, value in instructions.items():
         print(f"instructions {name:12s} {value:12.0f} per request ({value / instructions['metrics off']:.3f} of off)")

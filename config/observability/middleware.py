@@ -79,7 +79,7 @@ class MetricsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path_info == METRICS_PATH and request.method in ("GET", "HEAD") and may_read_metrics(request):
+        if request.path_info == METRICS_PATH and request.method == "GET" and may_read_metrics(request):
             return HttpResponse(
                 metrics.exposition(),
                 content_type="text/plain; version=0.0.4; charset=utf-8",
