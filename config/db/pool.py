@@ -61,7 +61,6 @@ class ResilientPool(ConnectionPool[Connection[Any]]):
     def __init__(self, *args: Any, gate: DatabaseGate, **kwargs: Any) -> None:
         self.gate = gate
         self.waiting_requests = 0  # requests inside getconn() waiting for a connection
-        self._max_size_published = 0
         super().__init__(*args, **kwargs)
 
     # --- checkout ---------------------------------------------------------------------------------
@@ -87,7 +86,6 @@ class ResilientPool(ConnectionPool[Connection[Any]]):
                 if not waited:
                     waited = True
                     self.waiting_requests += 1
-                    metrics.db_pool_waiting.inc()
                 try:
                     conn = self._getconn_unchecked(min(limit - now, WAIT_SLICE))
                 except PoolTimeout:
@@ -104,25 +102,10 @@ class ResilientPool(ConnectionPool[Connection[Any]]):
                     continue
                 self.gate.record_success()
                 metrics.db_pool_wait.observe(monotonic() - started)
-                self._publish_figures()
                 return conn
         finally:
             if waited:
                 self.waiting_requests -= 1
-                metrics.db_pool_waiting.dec()
-
-    def putconn(self, conn: Connection[Any]) -> None:
-        super().putconn(conn)
-        self._publish_figures()
-
-    def _publish_figures(self) -> None:
-        # Absolute values, set where they change (checkout, return): the gauges sum the workers.
-        opened = self._nconns
-        metrics.db_pool_size.set(opened)
-        metrics.db_pool_checked_out.set(opened - len(self._pool))
-        if self._max_size_published != self.max_size:
-            self._max_size_published = self.max_size
-            metrics.db_pool_max_size.set(self.max_size)
 
     def _discard_idle(self) -> None:
         """A connection failed its check: the idle ones date from the same server, drop them all

@@ -13,11 +13,15 @@ message role. Never a user, key, session or agent id.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
+
+logger = logging.getLogger(__name__)
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 PREFIX = "agent_platform"
@@ -99,34 +103,78 @@ worker_fds = Gauge(
 
 build_info.labels(version=VERSION).set(1)
 
-# A worker samples its own /proc figures at most this often (and before every scrape it serves).
-PROCESS_SAMPLE_SECONDS = 1.0
+# What is a state, not an event (the pool's figures, this process's CPU, memory and descriptors)
+# is sampled by one thread per worker, every SAMPLE_SECONDS and before each scrape it serves:
+# nothing on the request path.
+SAMPLE_SECONDS = 1.0
 _process = ProcessCollector(registry=None)
-_process_state = {"pid": 0, "next": 0.0}
 _PROCESS_GAUGES = {
     "process_cpu_seconds": worker_cpu,
     "process_resident_memory_bytes": worker_memory,
     "process_open_fds": worker_fds,
 }
+_sampler = {"pid": 0}
+sampling = False  # whether this process's sampler runs (the middleware starts it)
 
 
-def sample_process(*, force: bool = False) -> None:
-    """This worker's CPU, memory and descriptors into the live-sum gauges, at most once a second."""
-    now = time.monotonic()
-    state = _process_state
-    if now < state["next"] and not force:
-        return
-    state["next"] = now + PROCESS_SAMPLE_SECONDS
-    if state["pid"] != os.getpid():  # first sample in this (forked) process
-        state["pid"] = os.getpid()
-        workers.set(1)
-        # Again in each worker: the master's values (written when the app was preloaded) are
-        # wiped from the directory at start.
-        build_info.labels(version=VERSION).set(1)
+def _pool_figures() -> tuple[int, int, int, int]:
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    size = checked_out = waiting = max_size = 0
+    for pool in list(getattr(DatabaseWrapper, "_connection_pools", {}).values()):
+        stats = pool.get_stats()
+        size += stats.get("pool_size", 0)
+        checked_out += stats.get("pool_size", 0) - stats.get("pool_available", 0)
+        # config.db.pool.ResilientPool's own count (psycopg's counts every wait slice).
+        waiting += getattr(pool, "waiting_requests", stats.get("requests_waiting", 0))
+        max_size += stats.get("pool_max", 0)
+    return size, checked_out, waiting, max_size
+
+
+def sample() -> None:
     for family in _process.collect():
         gauge = _PROCESS_GAUGES.get(family.name)
         if gauge is not None and family.samples:
             gauge.set(family.samples[0].value)
+    size, checked_out, waiting, max_size = _pool_figures()
+    db_pool_size.set(size)
+    db_pool_checked_out.set(checked_out)
+    db_pool_waiting.set(waiting)
+    db_pool_max_size.set(max_size)
+
+
+def _sample_forever() -> None:
+    while True:
+        try:
+            sample()
+        except Exception as exc:  # a figure that cannot be read now is read next time
+            logger.debug("metrics sample failed: %s", exc)
+        time.sleep(SAMPLE_SECONDS)
+
+
+def start_sampler() -> None:
+    """This process's sampler, once (a forked worker starts its own: threads do not fork)."""
+    global sampling
+    with _sampler_lock:
+        if _sampler["pid"] == os.getpid():
+            sampling = True
+            return
+        _sampler["pid"] = os.getpid()
+        # Again in each worker: the master's values (written when the app was preloaded) are
+        # wiped from the directory at start.
+        workers.set(1)
+        build_info.labels(version=VERSION).set(1)
+        threading.Thread(target=_sample_forever, name="metrics-sampler", daemon=True).start()
+        sampling = True
+
+
+def _forked() -> None:
+    global sampling
+    sampling = False
+
+
+_sampler_lock = threading.Lock()
+os.register_at_fork(after_in_child=_forked)
 
 
 # --- recording, from the places where things happen ---------------------------------------------
@@ -154,7 +202,8 @@ def record_message(role: str, token_count: int) -> None:
 
 def exposition() -> bytes:
     """The text format: summed over the workers' files in multiprocess mode."""
-    sample_process(force=True)
+    start_sampler()
+    sample()
     if MULTIPROCESS:
         from prometheus_client import multiprocess
 

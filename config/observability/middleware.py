@@ -85,6 +85,8 @@ class MetricsMiddleware:
                 content_type="text/plain; version=0.0.4; charset=utf-8",
                 headers={"Cache-Control": "no-store"},
             )
+        if not metrics.sampling:
+            metrics.start_sampler()
         started = time.perf_counter()
         response = self.get_response(request)
         seconds = time.perf_counter() - started
@@ -100,5 +102,4 @@ class MetricsMiddleware:
         if histogram is None:
             histogram = _histograms[(method, route)] = metrics.http_request_duration.labels(method, route)
         histogram.observe(seconds)
-        metrics.sample_process()
         return response
