@@ -72,7 +72,14 @@ def main() -> int:
     try:
         for name, (extra, cwd) in variants.items():
             port = free_port()
-            env = {**service_env(database_url, port, args.workers), "LOG_LEVEL": "warning", **extra}
+            # Small pools: three servers' workers share one PostgreSQL (a sync worker uses one).
+            env = {
+                **service_env(database_url, port, args.workers),
+                "LOG_LEVEL": "warning",
+                "DB_POOL_SIZE": "1",
+                "DB_MAX_OVERFLOW": "2",
+                **extra,
+            }
             env.pop("PROMETHEUS_MULTIPROC_DIR", None)
             log = RESULTS / f"gunicorn-metrics-cost-{name.replace(' ', '-')}.log"
             servers[name] = (start(env, cwd, log), f"http://127.0.0.1:{port}/api/v1/sessions/{data['paged']}/")

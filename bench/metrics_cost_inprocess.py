@@ -90,7 +90,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="metrics-cost-") as multiproc:
         for n in range(args.rounds):
             for name, (extra, cwd) in variants.items():
-                child_env = {**env, **extra, "PROMETHEUS_MULTIPROC_DIR": multiproc, "PYTHONPATH": str(cwd)}
+                child_env = {
+                    **env,
+                    **extra,
+                    "PROMETHEUS_MULTIPROC_DIR": multiproc,
+                    "PYTHONPATH": str(cwd),
+                    "PYTHONHASHSEED": "0",
+                }
                 figures = run_child(child_env, cwd, code, args.requests)
                 times[name].append(figures["us"])
                 cpu[name].append(figures["cpu_us"])
@@ -101,7 +107,13 @@ def main() -> int:
                 )
         if args.callgrind:
             for name, (extra, cwd) in variants.items():
-                child_env = {**env, **extra, "PROMETHEUS_MULTIPROC_DIR": multiproc, "PYTHONPATH": str(cwd)}
+                child_env = {
+                    **env,
+                    **extra,
+                    "PROMETHEUS_MULTIPROC_DIR": multiproc,
+                    "PYTHONPATH": str(cwd),
+                    "PYTHONHASHSEED": "0",
+                }
                 full = run_child(child_env, cwd, code, args.callgrind_requests, callgrind=True)["instructions"]
                 half = run_child(child_env, cwd, code, args.callgrind_requests // 2, callgrind=True)["instructions"]
                 instructions[name] = (full - half) / (args.callgrind_requests - args.callgrind_requests // 2)
