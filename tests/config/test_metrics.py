@@ -15,7 +15,7 @@ from apikeys.authentication import forget_recent_keys
 from apikeys.services import api_key_revoke
 from config.context import _trusted_networks
 from config.observability.middleware import route_template
-from tests.conftest import make_client
+from tests.conftest import make_client, run_python
 
 pytestmark = pytest.mark.django_db
 
@@ -169,3 +169,10 @@ def test_pool_figures_are_published(alice):
 def test_metrics_off_means_no_metrics_route(settings):
     settings.METRICS_ENABLED = False
     assert make_client().get("/metrics").status_code == 404
+
+
+def test_a_malformed_allow_list_stops_startup_naming_the_variable():
+    result = run_python("import django; django.setup()", env={"METRICS_ALLOWED_IPS": "127.0.0.1,not-an-address"})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "METRICS_ALLOWED_IPS" in result.stderr
