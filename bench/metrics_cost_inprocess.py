@@ -8,7 +8,9 @@ PostgreSQL over its socket), multiprocess metric files as under gunicorn, the sa
 ``--requests`` times after a warm-up, alternating variants over ``--rounds``. Reported: the
 median mean time per request; with ``--callgrind``, instructions per request counted by
 valgrind (a run of N requests minus a run of N/2, halved: startup cancels out), which a loaded
-machine cannot disturb.
+machine cannot disturb. Under valgrind the metrics' once-a-second sampler thread (pool and
+process gauges) is slowed to once an hour: wall-clock work would otherwise be charged to each
+of the hundred-times-slower requests; so is the API key reuse window, for the same reason.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ import json, os, sys, time
 sys.path.insert(0, os.getcwd())
 import django
 django.setup()
+if os.environ.get("BENCH_SAMPLE_SECONDS"):
+    # Under valgrind a request takes a hundred times longer, and the once-a-second sampler
+    # would run a hundred times more often per request than it does for real.
+    from config.observability import metrics
+    metrics.SAMPLE_SECONDS = float(os.environ["BENCH_SAMPLE_SECONDS"])
+if os.environ.get("BENCH_KEY_REUSE_SECONDS"):
+    # The same for the key reuse window: with it, how often a key is fetched depends on speed.
+    import apikeys.authentication
+    apikeys.authentication.KEY_REUSE_SECONDS = float(os.environ["BENCH_KEY_REUSE_SECONDS"])
 from django.core.wsgi import get_wsgi_application
 from bench.profile import wsgi_caller
 call = wsgi_caller(get_wsgi_application(), "GET", {path!r}, {key!r})
@@ -49,6 +60,9 @@ def run_child(env: dict[str, str], cwd: Path, code: str, requests: int, *, callg
     cmd = [sys.executable, "-c", code, str(requests)]
     out_file = None
     if callgrind:
+        env = {**env, "BENCH_KEY_REUSE_SECONDS": "3600"}
+        if "METRICS_ENABLED" in env:
+            env["BENCH_SAMPLE_SECONDS"] = "3600"
         out_file = tempfile.mktemp(prefix="callgrind-", dir=RESULTS)
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", *cmd]
     result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
