@@ -150,3 +150,26 @@ def test_prometheus_reads_the_sum_over_workers_and_a_killed_worker_changes_nothi
         assert (prometheus.query("agent_platform_workers") or 0) <= 3
     finally:
         prometheus.stop()
+
+
+def _readme_block(title: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index(f"# {title}\n")
+    return text[start : text.index("```", start)]
+
+
+def test_the_readmes_scrape_config_and_alerts_are_valid_for_prometheus(tmp_path):
+    binary = _prometheus_binary()
+    promtool = shutil.which("promtool")
+    if binary is None or promtool is None:
+        pytest.skip("promtool (Debian's prometheus package) is not installed")
+    token = tmp_path / "token"
+    token.write_text("scrape-token")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(_readme_block("prometheus.yml").replace("/etc/prometheus/agent-platform-token", str(token)))
+    rules = tmp_path / "alerts.yml"
+    rules.write_text(_readme_block("alerts.yml"))
+    for args in (["check", "config", str(config)], ["check", "rules", str(rules)]):
+        result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 rules found" in result.stdout + result.stderr
