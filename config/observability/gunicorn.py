@@ -16,7 +16,22 @@ from pathlib import Path
 from typing import Any
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+DEFAULT_PREFIX = "agent-platform-metrics-"
 _made_default: list[Path] = []
+
+
+def _remove_abandoned_defaults() -> None:
+    """Default directories of masters that are gone without their on_exit (killed)."""
+    for entry in Path(tempfile.gettempdir()).glob(f"{DEFAULT_PREFIX}*"):
+        pid = entry.name.removeprefix(DEFAULT_PREFIX)
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            continue
 
 
 def prepare_directory() -> Path:
@@ -27,9 +42,10 @@ def prepare_directory() -> Path:
     if configured:
         path = Path(configured)
     else:
-        path = Path(tempfile.gettempdir()) / f"agent-platform-metrics-{os.getpid()}"
+        path = Path(tempfile.gettempdir()) / f"{DEFAULT_PREFIX}{os.getpid()}"
         os.environ[ENV] = str(path)
         _made_default.append(path)
+        _remove_abandoned_defaults()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 

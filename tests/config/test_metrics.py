@@ -4,6 +4,7 @@ recorded where things happen. The multiprocess sum under gunicorn is tests/relia
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 
 import pytest
@@ -176,3 +177,29 @@ def test_a_malformed_allow_list_stops_startup_naming_the_variable():
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert "METRICS_ALLOWED_IPS" in result.stderr
+
+
+def test_gunicorn_removes_default_directories_of_masters_that_died(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from config.observability import gunicorn
+
+    monkeypatch.setattr(gunicorn.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f"{gunicorn.DEFAULT_PREFIX}{int(dead.stdout)}"
+    abandoned.mkdir()
+    (abandoned / "counter_1.db").write_bytes(b"x")
+    alive = tmp_path / f"{gunicorn.DEFAULT_PREFIX}1"  # init: always running
+    alive.mkdir()
+
+    made = gunicorn.prepare_directory()
+    try:
+        assert made.is_dir() and made.name == f"{gunicorn.DEFAULT_PREFIX}{os.getpid()}"
+        assert not abandoned.exists()
+        assert alive.exists()
+    finally:
+        gunicorn.on_exit(None)
+        gunicorn._made_default.clear()
+    assert not made.exists()
