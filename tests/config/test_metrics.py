@@ -186,7 +186,7 @@ def test_gunicorn_removes_default_directories_of_masters_that_died(tmp_path, mon
     from config.observability import gunicorn
 
     monkeypatch.setattr(gunicorn.tempfile, "gettempdir", lambda: str(tmp_path))
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # unset; undone after the test, whatever sets it
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     abandoned = tmp_path / f"{gunicorn.DEFAULT_PREFIX}{int(dead.stdout)}"
     abandoned.mkdir()
