@@ -28,6 +28,7 @@ from config.api.fields import JSONText
 from config.db.batches import in_keyset_batches
 from config.db.expressions import jsonb_merge
 from config.errors import InvalidInput
+from config.observability.metrics import record_message
 from idempotency.models import KeyClaim
 
 RESOURCE = "session"
@@ -260,7 +261,7 @@ def session_append_messages(
     audited: the messages table is the record. ``owner_id`` restricts it to that owner's
     sessions (API isolation); ``expected_revision`` to a session still at that revision.
     ``claim``: an idempotency key the same statement records (idempotency.api)."""
-    return Message.objects.append_batch(
+    appended = Message.objects.append_batch(
         session_id=session_id,
         owner_id=owner_id,
         messages=[new_message(**message) for message in messages],
@@ -268,6 +269,9 @@ def session_append_messages(
         state_delta=state_delta,
         claim=claim,
     )
+    for message in appended.messages:
+        record_message(message.role, message.token_count)
+    return appended
 
 
 @dataclass(frozen=True)

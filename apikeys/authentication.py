@@ -33,6 +33,7 @@ from apikeys.throttling import AuthFailureThrottle
 from audit.models import AuditLog
 from audit.services import audit_log_record
 from config.context import authenticated_with_key
+from config.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class APIKeyAuthentication(BaseAuthentication):
         return AUTH_HEADER_VALUE
 
     def _fail(self, request: Request, message: str, *, reason: str, key: APIKey | None = None) -> NoReturn:
+        metrics.record_auth_failure(reason)
         if reason != "malformed":
             # A malformed key cost nothing (no query); a well-formed one cost a lookup, so those
             # are counted per client address, and each writes a row: someone holds a key-shaped

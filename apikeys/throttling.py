@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from config.context import client_ip
+from config.observability import metrics
 from config.ratelimit import hit, parse_rate
 
 
@@ -32,6 +33,8 @@ class TierRateThrottle(BaseThrottle):
         # An identity-provider token counts per user (accounts.oidc.authentication.IdentityToken).
         counter = getattr(key, "rate_limit_counter", None) or f"key:{key.pk}"
         allowed, self._wait = hit(counter, limit, period)
+        if not allowed:
+            metrics.record_rate_limit_refusal(tier)
         return allowed
 
     def wait(self) -> float | None:
@@ -48,6 +51,8 @@ class AuthFailureThrottle:
         limit, period = rate
         address = client_ip(request) or "unknown"
         allowed, self._wait = hit(f"authfail:{address}", limit, period)
+        if not allowed:
+            metrics.record_rate_limit_refusal("auth_failure")
         return allowed
 
     def wait(self) -> float | None:

@@ -30,6 +30,7 @@ class ProjectConfig(AppConfig):
 
         from config.checks import check_static_manifest
         from config.db.migrate import after_migrate
+        from config.observability import tracing
 
         # The rate-limit counters live in the database cache table; `migrate` at deploy makes
         # it (and applies the statement-timeout role default), so there is no extra deploy step.
@@ -41,6 +42,9 @@ class ProjectConfig(AppConfig):
         checks.register(check_static_manifest, checks.Tags.staticfiles, deploy=True)
         if settings.DB_POOL.echo_sql:
             connection_created.connect(_echo_sql, dispatch_uid="config.echo_sql")
+        # OpenTelemetry when OTEL_EXPORTER_OTLP_ENDPOINT asks (imports nothing otherwise); here,
+        # before any WSGI handler loads the middleware the instrumentation adds.
+        tracing.configure()
 
 
 class PlatformAdminConfig(AdminConfig):

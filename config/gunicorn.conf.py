@@ -65,3 +65,13 @@ def worker_exit(server: Any, worker: Any) -> None:
             connections[alias].close_pool()  # type: ignore[attr-defined]  # the postgresql backend's
         except Exception as exc:  # shutting down: report, don't raise
             server.log.warning("closing the %s pool failed: %s", alias, exc)
+
+
+# --- Prometheus metrics from every worker (config/observability/gunicorn.py) --------------------
+# The directory the workers' metric files share, made before the app is imported (preload).
+from config.observability import gunicorn as _metrics  # noqa: E402
+
+_metrics.prepare_directory()
+on_starting = _metrics.on_starting
+child_exit = _metrics.child_exit
+on_exit = _metrics.on_exit

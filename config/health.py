@@ -7,6 +7,9 @@
   pool timeout.
 * ``/health/live``: the process answers; touches nothing.
 * ``/health/ready``: the database answers and no migration is unapplied; else 503.
+* ``/health/startup``: this process has finished starting (settings loaded, the database
+  reached once, every migration applied): 503 until then, 200 from then on, without touching
+  the database again (a startup probe, so the liveness probe never kills a slow start).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from config.db.connection import pool_figures
 VERSION = "1.0.0"
 _STARTED = time.monotonic()
 _migrated = False
+_started = False
 
 
 def _select_one() -> None:
@@ -142,3 +146,25 @@ def ready(request: HttpRequest) -> JsonResponse:
         migrations = {"name": "migrations", "status": "unknown", "details": None, "error": "database unreachable"}
     ok = component["status"] == "healthy" and migrations["status"] == "healthy"
     return JsonResponse(_body("ready" if ok else "not_ready", [component, migrations]), status=200 if ok else 503)
+
+
+@never_cache
+@require_GET
+def startup(request: HttpRequest) -> JsonResponse:
+    global _started
+    if _started:
+        body = _body("started", [])
+        body["checks"] = {"settings": "loaded", "database": "reached", "unapplied_migrations": 0}
+        return JsonResponse(body)
+    component = database_component()
+    pending: int | None = None
+    if component["status"] == "healthy":
+        try:
+            pending = _unapplied_migrations()
+        except DatabaseError:
+            pending = None
+    _started = pending == 0
+    checks = {"settings": "loaded", "database": component["status"], "unapplied_migrations": pending}
+    body = _body("started" if _started else "starting", [component])
+    body["checks"] = checks
+    return JsonResponse(body, status=200 if _started else 503)

@@ -7,6 +7,7 @@ the README's configuration table.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.observability.middleware.MetricsMiddleware",  # serves /metrics; request metrics by route
     "config.middleware.EdgeMiddleware",  # request context and log, JSON 503s
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -365,3 +367,17 @@ LOGGING = {
         "pgserver": {"level": "WARNING"},
     },
 }
+
+# --- Observability (config/observability/) -----------------------------------------------------
+
+# Off: no /metrics and no request metrics (the counters at the pool, authentication and the
+# append service still count, unseen).
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+# GET /metrics (Prometheus) answers these addresses (CIDR allowed; empty: none) and any request
+# with `Authorization: Bearer <METRICS_TOKEN>` when that is set; anyone else gets 404.
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+try:
+    METRICS_ALLOWED_NETWORKS = [ipaddress.ip_network(value, strict=False) for value in METRICS_ALLOWED_IPS]
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {_exc}") from None

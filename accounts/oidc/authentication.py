@@ -36,6 +36,7 @@ from apikeys.throttling import AuthFailureThrottle
 from audit.models import AuditLog
 from audit.services import audit_log_record
 from config.api.permissions import scopes_for
+from config.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class IdentityTokenAuthentication(BaseAuthentication):
     def _fail(
         self, request: Request, code: str, message: str, *, provider: str | None, user: User | None = None
     ) -> NoReturn:
+        metrics.record_auth_failure(code)
         throttle = AuthFailureThrottle()
         if not throttle.record_failure(request):
             raise exceptions.Throttled(wait=throttle.wait())

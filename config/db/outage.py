@@ -37,6 +37,8 @@ from typing import Any
 
 import psycopg
 
+from config.observability import metrics
+
 logger = logging.getLogger(__name__)
 
 PROBE_INTERVAL = 0.25
@@ -99,6 +101,7 @@ class DatabaseGate:
                 return
             self.down_since = time.monotonic()
             self.closed_count += 1
+            metrics.db_unreachable.set(1)
             logger.warning("database %r unreachable: %s", self.alias, self.last_error)
             self._start_prober()
 
@@ -110,6 +113,7 @@ class DatabaseGate:
                 return
             logger.warning("database %r reachable again after %.2fs", self.alias, time.monotonic() - self.down_since)
             self.down_since = None
+            metrics.db_unreachable.set(0)
             waiting, self._on_open = self._on_open, []
             self._lock.notify_all()
         for resume in waiting:

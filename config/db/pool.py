@@ -32,6 +32,7 @@ from psycopg_pool.base import AttemptWithBackoff
 from psycopg_pool.pool import AddConnection
 
 from config.db.outage import DatabaseGate
+from config.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class ResilientPool(ConnectionPool[Connection[Any]]):
                     self.gate.record_failure(exc)
                     continue
                 self.gate.record_success()
+                metrics.db_pool_wait.observe(monotonic() - started)
                 return conn
         finally:
             if waited:
@@ -118,6 +120,7 @@ class ResilientPool(ConnectionPool[Connection[Any]]):
         try:
             conn = super()._connect(timeout)
         except Exception as exc:
+            metrics.db_connection_errors.inc()
             self.gate.record_failure(exc)
             raise
         self.gate.record_success()

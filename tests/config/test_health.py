@@ -82,3 +82,35 @@ def test_health_is_503_fast_when_the_database_is_unreachable():
     assert (status, overall, component) == ("503", "unhealthy", "unhealthy")
     assert float(seconds) < 5, "the health check waited for the pool timeout"
     assert time.perf_counter() - started < 30
+
+
+def test_startup_is_503_until_migrations_are_applied_then_200(anon):
+    health._started = False
+    health._migrated = False
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM django_migrations WHERE app = 'agent_sessions' AND name = '0002_dashboard'")
+
+    response = anon.get("/health/startup")
+    assert response.status_code == 503
+    assert response.json()["status"] == "starting"
+    assert response.json()["checks"]["unapplied_migrations"] == 1
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO django_migrations (app, name, applied) VALUES ('agent_sessions', '0002_dashboard', now())"
+        )
+    response = anon.get("/health/startup")
+    assert response.status_code == 200
+    assert response.json()["status"] == "started"
+
+
+def test_startup_is_503_while_the_database_was_never_reached():
+    code = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "r = Client().get('/health/startup', HTTP_HOST='localhost')\n"
+        "import json; print(r.status_code, json.loads(r.content)['status'])\n"
+    )
+    result = run_python(code, env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["503", "starting"]

@@ -27,6 +27,7 @@ from django.utils.functional import cached_property
 
 from config.db.outage import ConnectTimeout, DatabaseGate, connect_within, gate_for
 from config.db.pool import ResilientPool, quick_check
+from config.observability import metrics
 
 
 class OutageAwareErrorWrapper(DatabaseErrorWrapper):
@@ -35,6 +36,8 @@ class OutageAwareErrorWrapper(DatabaseErrorWrapper):
     wrapper: DatabaseWrapper
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        if exc_type is not None and issubclass(exc_type, psycopg.errors.QueryCanceled):
+            metrics.db_statement_timeouts.inc()
         if exc_type is not None and issubclass(exc_type, (psycopg.OperationalError, psycopg.InterfaceError)):
             # Only a connection that broke says anything: a failed connect is counted where it
             # is made, and a pool timeout may mean a busy pool, not an unreachable database.
@@ -93,6 +96,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
                 started + gate.timeout - monotonic(),
             )
         except (psycopg.OperationalError, ConnectTimeout) as exc:
+            metrics.db_connection_errors.inc()
             gate.record_failure(exc)
             raise
         gate.record_success()
