@@ -115,14 +115,19 @@ def _trusted_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
     return tuple(ipaddress.ip_network(p, strict=False) for p in settings.TRUSTED_PROXIES)
 
 
-# Both are asked on every request about the same few addresses (the proxies, the clients).
-@lru_cache(maxsize=4096)
 def _is_trusted(address: str) -> bool:
+    return _is_trusted_by(address, _trusted_networks())
+
+
+# Asked on every request about the same few addresses (the proxies, the clients); keyed by the
+# networks too, so a change of TRUSTED_PROXIES (and _trusted_networks.cache_clear()) takes effect.
+@lru_cache(maxsize=4096)
+def _is_trusted_by(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in network for network in _trusted_networks())
+    return any(ip in network for network in networks)
 
 
 @lru_cache(maxsize=4096)

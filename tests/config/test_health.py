@@ -87,8 +87,13 @@ def test_health_is_503_fast_when_the_database_is_unreachable():
 def test_startup_is_503_until_migrations_are_applied_then_200(anon):
     health._started = False
     health._migrated = False
+    # The app's newest migration marked unapplied (an older one would still count as applied
+    # under an applied child).
+    from django.db.migrations.loader import MigrationLoader
+
+    (latest,) = [name for app, name in MigrationLoader(connection).graph.leaf_nodes() if app == "agent_sessions"]
     with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM django_migrations WHERE app = 'agent_sessions' AND name = '0002_dashboard'")
+        cursor.execute("DELETE FROM django_migrations WHERE app = 'agent_sessions' AND name = %s", [latest])
 
     response = anon.get("/health/startup")
     assert response.status_code == 503
@@ -97,7 +102,7 @@ def test_startup_is_503_until_migrations_are_applied_then_200(anon):
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO django_migrations (app, name, applied) VALUES ('agent_sessions', '0002_dashboard', now())"
+            "INSERT INTO django_migrations (app, name, applied) VALUES ('agent_sessions', %s, now())", [latest]
         )
     response = anon.get("/health/startup")
     assert response.status_code == 200
