@@ -255,7 +255,7 @@ def run(duration: int, workers: int, connections: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "5")))
-    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
+    parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1)  # gunicorn.conf.py's default
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:

@@ -1,6 +1,9 @@
 """Gunicorn settings: `gunicorn -c config/gunicorn.conf.py config.wsgi`.
 
-Sync workers, `2 x cores + 1` unless WEB_CONCURRENCY says otherwise. Each worker opens its own
+Sync workers, `cores + 1` unless WEB_CONCURRENCY says otherwise (GUNICORN_WORKER_CLASS and
+GUNICORN_THREADS choose another class; bench/README.md has the measurement behind the default:
+on 2 cores, 2, 3 and 5 sync workers served the same within 4%, and gthread workers with
+keep-alive no more, with three times the p99). Each worker opens its own
 psycopg pool lazily, on its first query, after the fork: a pool made in the master would hand
 the same sockets to every worker. `pre_fork` refuses to fork if one exists; `worker_exit`
 closes the worker's pool so connections end cleanly on shutdown.
@@ -13,7 +16,9 @@ import os
 from typing import Any
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+# A sync worker per core keeps the cores busy (PostgreSQL and the network wait take the rest);
+# one more absorbs a slow request. More only adds memory and database connections.
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))

@@ -43,6 +43,7 @@ from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connec
 
 from config.db.connection import PoolSettings, build_database
 from config.db.outage import PROBE_TCP_TIMEOUT, _first_line, existing_gate, tcp_check
+from config.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +247,9 @@ class ReplicaMonitor:
         except Exception as exc:  # the primary's own outage handling is config.db.outage's job
             logger.debug("replica check: primary unreachable: %s", _first_line(exc))
         for alias, link in self._links.items():
-            self._check(self.states[alias], link, primary_lsn)
+            state = self.states[alias]
+            self._check(state, link, primary_lsn)
+            metrics.record_replica(alias, state.lag_seconds, state.state == "streaming")
 
     def _check(self, state: ReplicaState, link: _Link, primary_lsn: int | None) -> None:
         try:

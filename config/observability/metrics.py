@@ -74,6 +74,19 @@ db_unreachable = Gauge(
     multiprocess_mode="livesum",
 )
 
+db_replica_lag = Gauge(
+    f"{PREFIX}_db_replica_lag_seconds",
+    "Replication lag of each read replica at its last check (config.db.replicas), the worst worker's view.",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
+db_replica_usable = Gauge(
+    f"{PREFIX}_db_replica_usable",
+    "1 while the replica takes routed reads (streaming within REPLICA_MAX_LAG_SECONDS), else 0.",
+    ["replica"],
+    multiprocess_mode="livemin",
+)
+
 # --- authentication, rate limits, conversations -------------------------------------------------
 
 auth_failures = Counter(
@@ -189,6 +202,14 @@ def record_auth_failure(reason: str) -> None:
 
 def record_rate_limit_refusal(tier: str) -> None:
     rate_limit_refusals.labels(tier=tier).inc()
+
+
+def record_replica(alias: str, lag_seconds: float | None, usable: bool) -> None:
+    """A replica's state as its monitor found it (once a second per worker); the alias is one of
+    the configured replicas, so the label is bounded. An unknown lag keeps the last one seen."""
+    if lag_seconds is not None:
+        db_replica_lag.labels(alias).set(lag_seconds)
+    db_replica_usable.labels(alias).set(1 if usable else 0)
 
 
 def record_message(role: str, token_count: int) -> None:

@@ -93,12 +93,23 @@ def test_a_standby_whose_replay_is_paused_is_skipped_until_it_catches_up(
     assert lagging.replay_paused is True
     assert lagging.bytes_behind and lagging.bytes_behind > 0
     assert monitor.pick() is None
+    # The same state on /metrics (config.observability.metrics): the lag, and not usable.
+    assert _gauge("agent_platform_db_replica_lag_seconds") == pytest.approx(lagging.lag_seconds)
+    assert _gauge("agent_platform_db_replica_usable") == 0
 
     pair.standby.resume_replay()
     back = _check_until(monitor, "streaming")  # within REPLICA_MAX_LAG_SECONDS again, maybe still replaying
     assert back.state == "streaming" and back.lag_seconds is not None and back.lag_seconds <= 2.0
     assert back.replay_paused is False
     assert monitor.pick() == ALIAS
+    assert _gauge("agent_platform_db_replica_usable") == 1
+    assert _gauge("agent_platform_db_replica_lag_seconds") == pytest.approx(back.lag_seconds)
+
+
+def _gauge(name: str) -> float | None:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, {"replica": ALIAS})
 
 
 @pytest.mark.slow
