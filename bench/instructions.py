@@ -36,6 +36,8 @@ SCENARIOS = [
     "me-free",
     "detail",
     "detail-free",
+    "me-free-redis",
+    "detail-free-redis",
     "list",
     "messages",
     "append-spread",
@@ -74,6 +76,13 @@ def child(scenario: str, count: int, data_file: str) -> None:
 
 
 def counted(scenario: str, count: int, data_file: str, env: dict[str, str]) -> int:
+    if scenario.endswith("-redis"):
+        from bench.run import redis_url
+
+        url = redis_url()
+        if url is None:
+            raise SystemExit(f"{scenario}: no Redis at BENCH_REDIS_URL (redis://127.0.0.1:6379/13)")
+        env = {**env, "REDIS_URL": url}
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "valgrind.log"
         subprocess.run(
