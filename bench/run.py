@@ -653,6 +653,19 @@ def main() -> int:
         ("GET users/me/ (token)", f"{base}{me_path}", token, None, {}),
         ("GET sessions/{id}/", f"{base}{detail_path}", key, None, {}),
         ("GET sessions/{id}/ (free key: database cache)", f"{base}{detail_path}", free_key, None, {}),
+        *(
+            [
+                (
+                    "GET sessions/{id}/ (free key: Redis)",
+                    f"http://127.0.0.1:{redis_port}{detail_path}",
+                    free_key,
+                    None,
+                    {},
+                )
+            ]
+            if redis_server
+            else []
+        ),
         ("GET sessions/?page_size=20", f"{base}/api/v1/sessions/?page_size=20", key, None, {}),
         ("GET messages/?page_size=50", f"{base}/api/v1/sessions/{data['paged']}/messages/?page_size=50", key, None, {}),
         ("POST messages (spread)", base, key, WRK_POST, {"BENCH_SESSION_IDS": str(ids_file), "BENCH_KEY": key}),
