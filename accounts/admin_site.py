@@ -1,74 +1,32 @@
 """The admin site: Django's, with a login that is throttled per client address and audited,
 and a sign-in with each configured identity provider (accounts.oidc.signin).
 
-Failed logins are counted per client address (``config.context.client_ip``, which believes
-X-Forwarded-For only from TRUSTED_PROXIES) in the shared rate-limit cache. Once an address
-has failed ADMIN_LOGIN_RATE times in the window, its next attempts are refused with 429
-before any password is checked, until the window ends. A failed attempt writes a FAILED_AUTH
+Failed logins are counted per client address (``accounts.login_throttle``, shared with the
+identity-provider sign-in). Once an address has failed ADMIN_LOGIN_RATE times in the window,
+its next attempts are refused with 429 before any password is checked, until the window ends. A failed attempt writes a FAILED_AUTH
 audit row, a successful one a LOGIN row, a logout a LOGOUT row.
 """
 
 from __future__ import annotations
 
-import time
 from functools import update_wrapper
 from typing import Any
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path, reverse
 
+from accounts.login_throttle import blocked_for, record_failure, too_many_attempts
 from accounts.models import User
 from audit.history import recent_actions
 from audit.models import AuditLog
 from audit.services import audit_log_record
 from config.admin import dashboard
-from config.context import client_ip, expect_status
-from config.ratelimit import hit, parse_rate
-
-BLOCK_KEY = "admin-login-blocked:{address}"
-
-
-def _address(request: HttpRequest) -> str:
-    return client_ip(request) or "unknown"
-
-
-def blocked_for(request: HttpRequest) -> int:
-    """Seconds this client must still wait before its next login attempt (0: not blocked)."""
-    try:
-        until = cache.get(BLOCK_KEY.format(address=_address(request)))
-    except Exception:  # the cache is down: prefer letting staff in to refusing everyone
-        return 0
-    if until is None:
-        return 0
-    return max(0, int(until - time.time() + 0.999))
-
-
-def record_failure(request: HttpRequest) -> int:
-    """Count one failed login; return the seconds this client is now blocked for (0: not)."""
-    rate = parse_rate(settings.ADMIN_LOGIN_RATE)
-    if rate is None:
-        return 0
-    limit, period = rate
-    # Blocked from the limit-th failure on: "10/min" allows ten wrong passwords a minute.
-    allowed, reset_in = hit(f"admin-login:{_address(request)}", limit - 1, period)
-    if allowed:
-        return 0
-    try:
-        cache.set(BLOCK_KEY.format(address=_address(request)), time.time() + reset_in, timeout=reset_in)
-    except Exception:
-        return 0
-    return reset_in
-
-
-def too_many_attempts(seconds: int) -> str:
-    return f"Too many failed login attempts; try again in {seconds} seconds."
+from config.context import expect_status
 
 
 class ThrottledAuthenticationForm(AdminAuthenticationForm):

@@ -34,7 +34,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from joserfc.errors import JoseError
 
-from accounts.admin_site import blocked_for, record_failure, too_many_attempts
+from accounts.login_throttle import blocked_for, record_failure, too_many_attempts
 from accounts.models import User
 from accounts.oidc import keys
 from accounts.oidc.identity import IdentityRefused, identity_of
