@@ -42,6 +42,14 @@ class RequestContext:
     api_key_id: uuid.UUID | None = None
     api_key_hint: str | None = None
 
+    @property
+    def request_id_text(self) -> str:
+        """The request id as text (the log line and the X-Request-ID header), made once."""
+        text = self.__dict__.get("_request_id_text")
+        if text is None or text[0] is not self.request_id:
+            text = self.__dict__["_request_id_text"] = (self.request_id, str(self.request_id))
+        return text[1]
+
 
 def current() -> RequestContext | None:
     return _current.get()

@@ -113,7 +113,7 @@ class EdgeMiddleware:
         try:
             response = self.get_response(request)
             duration_ms = (time.perf_counter() - started) * 1000
-            response["X-Request-ID"] = str(context.request_id)
+            response["X-Request-ID"] = context.request_id_text
             # Path only: query strings and bodies can carry content we must not log.
             request_logger.info(
                 "%s %s %s %.1fms",

@@ -127,6 +127,15 @@ DATABASES |= replica_databases(env_list("DATABASE_REPLICA_URLS", []), DB_POOL)
 DATABASE_REPLICAS = [alias for alias in DATABASES if alias != "default"]
 DATABASE_ROUTERS = ["config.db.replicas.ReplicaRouter"]
 MIDDLEWARE += ["config.middleware.ReplicaStickyMiddleware"]  # steps aside without replicas
+# API and probe requests without a session cookie take the chain without what serves only staff
+# pages (config.handlers): static files, sessions, CSRF, the session user, messages.
+STAFF_ONLY_MIDDLEWARE = [
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.StaffSessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "config.middleware.StaffAuthenticationMiddleware",
+    "config.middleware.StaffMessageMiddleware",
+]
 # After a mutating request, that user's reads stay on the primary this long (on every host).
 REPLICA_STICKY_SECONDS = env_float("REPLICA_STICKY_SECONDS", 5.0, minimum=0)
 # A standby further behind than this is skipped until it catches up.
@@ -280,7 +289,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["config.api.parsers.StrictJSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.api.negotiation.RememberedContentNegotiation",
     "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
+        "config.api.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_FILTER_BACKENDS": ["config.api.filters.FilterBackend"],
