@@ -42,9 +42,9 @@ if os.environ.get("BENCH_KEY_REUSE_SECONDS"):
     # The same for the key reuse window: with it, how often a key is fetched depends on speed.
     import apikeys.authentication
     apikeys.authentication.KEY_REUSE_SECONDS = float(os.environ["BENCH_KEY_REUSE_SECONDS"])
-from django.core.wsgi import get_wsgi_application
 from bench.profile import wsgi_caller
-call = wsgi_caller(get_wsgi_application(), "GET", {path!r}, {key!r})
+from config.wsgi import application
+call = wsgi_caller(application, "GET", {path!r}, {key!r})
 for _ in range(200):
     assert call() == 200
 n = int(sys.argv[1])

@@ -111,11 +111,12 @@ def main() -> int:
     os.environ.update(env)
     data = seed(database_url, spread_sessions=50)
 
-    from django.core.wsgi import get_wsgi_application
     from django.db import connection
     from pyinstrument import Profiler
 
-    scenarios = build_scenarios(get_wsgi_application(), data, args.requests * 4)
+    from config.wsgi import application  # the production handler (config.handlers)
+
+    scenarios = build_scenarios(application, data, args.requests * 4)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, float, int]] = []
