@@ -11,6 +11,9 @@ indented rendering (``Accept: application/json; indent=4``, the browsable API) i
 
 from __future__ import annotations
 
+import json
+import re
+import uuid
 from typing import Any
 
 import orjson
@@ -34,13 +37,37 @@ def _default(obj: Any) -> Any:
 def dumps(data: Any) -> bytes:
     """``data`` as compact JSON, as DRF's renderer writes it (a NaN or an infinite float is
     written as ``null``: none of our fields holds one)."""
-    rendered = orjson.dumps(data, default=_default, option=_OPTIONS)
+    try:
+        rendered = orjson.dumps(data, default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        # An integer past 64 bits (a client's metadata may hold one; orjson has no big integers):
+        # the standard library's encoder, as DRF renders, the stored items spliced in verbatim.
+        return _stdlib_dumps(data)
     # As DRF does: output that is also valid JavaScript.
     if _LINE_SEPARATOR in rendered:
         rendered = rendered.replace(_LINE_SEPARATOR, b"\\u2028")
     if _PARAGRAPH_SEPARATOR in rendered:
         rendered = rendered.replace(_PARAGRAPH_SEPARATOR, b"\\u2029")
     return rendered
+
+
+def _stdlib_dumps(data: Any) -> bytes:
+    texts: list[str] = []
+    prefix = f"raw-json-{uuid.uuid4().hex}-"  # no client string can collide with it
+
+    class Encoder(DRFEncoder):
+        def default(self, obj: Any) -> Any:
+            if isinstance(obj, RawJSON):
+                texts.append(obj.text)
+                return f"{prefix}{len(texts) - 1}"
+            return super().default(obj)
+
+    rendered = json.dumps(data, cls=Encoder, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if texts:
+        marker = re.compile('"' + re.escape(prefix) + r'(\d+)"')
+        rendered = marker.sub(lambda match: texts[int(match.group(1))], rendered)
+    # As in dumps: stored text included.
+    return rendered.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
 
 class JSONRenderer(renderers.JSONRenderer):
@@ -58,7 +85,7 @@ class JSONRenderer(renderers.JSONRenderer):
             return dumps(data)
         # Rare (people reading JSON, the browsable API): DRF's own rendering of the same value,
         # stored items parsed (their json.dumps is the same; only their spacing changes).
-        return super().render(orjson.loads(dumps(data)), accepted_media_type, renderer_context)
+        return super().render(json.loads(dumps(data)), accepted_media_type, renderer_context)
 
 
 # The message routes named it so; every route now embeds stored text the same way.

@@ -25,6 +25,7 @@ VALUES = [
     {"text": 'é ü 漢字 \U0001f600 \u2028 \u2029 "quoted" \\ \n \t \x00'},
     ReturnList([ReturnDict({"a": [1, 2, {"b": []}]}, serializer=None)], serializer=None),
     {"big": 2**62, "negative": -1, "float": 0.1 + 0.2, "keys in order": {"z": 1, "a": 2}},
+    {"past 64 bits": 2**64, "negative": -(2**70), "text": "\u2028"},  # orjson has no big integers
     [],
     "just a string",
 ]
@@ -61,6 +62,13 @@ def test_stored_json_text_goes_out_byte_for_byte():
     assert rendered == ('{"results":[{"item":' + stored + '},{"item":null}],"revision":3}').encode()
     # What an agent framework hashes: json.dumps of the parsed item is json.dumps of what was sent.
     assert json.dumps(json.loads(rendered)["results"][0]["item"]) == json.dumps(json.loads(stored))
+
+
+def test_stored_json_text_goes_out_verbatim_beside_an_integer_past_64_bits():
+    stored = '{"n":1.0,"e":1e2,"big":123456789012345678901234567890}'
+    value = {"metadata": {"count": 2**80}, "results": [{"item": RawJSON(stored)}]}
+    rendered = JSONRenderer().render(value)
+    assert rendered == ('{"metadata":{"count":' + str(2**80) + '},"results":[{"item":' + stored + "}]}").encode()
 
 
 def test_stored_json_text_in_an_indented_rendering_is_its_parsed_value():
