@@ -73,8 +73,8 @@ def child(scenario: str, count: int, data_file: str) -> None:
     if status >= 400:
         raise SystemExit(f"{scenario}: status {status}")
     # A full collection lands in one run's window and not the other's and moved the figure by up
-    # to 100k per request: frozen, the start-up objects are not scanned (as in a gunicorn worker,
-    # config/gunicorn.conf.py), and the counts repeat to the thousand.
+    # to 100k per request: frozen, the start-up objects are not scanned, and the counts repeat to
+    # the thousand.
     gc.collect()
     gc.freeze()
     for _ in range(count):

@@ -11,7 +11,6 @@ closes the worker's pool so connections end cleanly on shutdown.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 from typing import Any
@@ -50,10 +49,6 @@ def pre_fork(server: Any, worker: Any) -> None:
             "a database pool exists in the gunicorn master before fork; workers would share its "
             "connections. Nothing may query the database at import time."
         )
-    # What the preloaded app made (Django, the URL resolvers, the models) lives as long as the
-    # worker: frozen, the worker's full collections don't scan it again and again, nor write to
-    # the pages it shares with the master (the gc module's documentation on fork).
-    gc.freeze()
 
 
 def post_fork(server: Any, worker: Any) -> None:
