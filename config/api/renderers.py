@@ -6,7 +6,8 @@ encoder spells them, ``\\u2028`` and ``\\u2029`` escaped) at a fraction of the c
 library's encoder, called through DRF's subclass, was most of a message page's rendering
 (``bench/README.md``). Whatever orjson does not know natively (datetimes, on purpose: DRF ends a
 UTC time with ``Z``; decimals, lazy strings, querysets, bytes) goes through DRF's own encoder. An
-indented rendering (``Accept: application/json; indent=4``, the browsable API) is DRF's, unchanged.
+indented rendering (``Accept: application/json; indent=4``, the browsable API) is DRF's own, of
+the same value.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def dumps(data: Any) -> bytes:
     except orjson.JSONEncodeError:
         # An integer past 64 bits (a client's metadata may hold one; orjson has no big integers):
         # the standard library's encoder, as DRF renders, the stored items spliced in verbatim.
-        return _stdlib_dumps(data)
-    # As DRF does: output that is also valid JavaScript.
+        rendered = _stdlib_dumps(data)
+    # As DRF does: output that is also valid JavaScript (stored text included).
     if _LINE_SEPARATOR in rendered:
         rendered = rendered.replace(_LINE_SEPARATOR, b"\\u2028")
     if _PARAGRAPH_SEPARATOR in rendered:
@@ -66,26 +67,20 @@ def _stdlib_dumps(data: Any) -> bytes:
     if texts:
         marker = re.compile('"' + re.escape(prefix) + r'(\d+)"')
         rendered = marker.sub(lambda match: texts[int(match.group(1))], rendered)
-    # As in dumps: stored text included.
-    return rendered.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+    return rendered.encode()
 
 
 class JSONRenderer(renderers.JSONRenderer):
     def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
         if data is None:
             return b""
-        if (accepted_media_type is None or ";" not in accepted_media_type) and not (renderer_context or {}).get(
-            "indent"
-        ):
-            return dumps(data)
-        return self._indented(data, accepted_media_type, renderer_context)
-
-    def _indented(self, data: Any, accepted_media_type: str | None, renderer_context: Any) -> bytes:
-        if self.get_indent(accepted_media_type or "", renderer_context or {}) is None:
-            return dumps(data)
-        # Rare (people reading JSON, the browsable API): DRF's own rendering of the same value,
-        # stored items parsed (their json.dumps is the same; only their spacing changes).
-        return super().render(json.loads(dumps(data)), accepted_media_type, renderer_context)
+        context = renderer_context or {}
+        asks_indent = ";" in (accepted_media_type or "") or context.get("indent")
+        if asks_indent and self.get_indent(accepted_media_type or "", context) is not None:
+            # Rare (people reading JSON, the browsable API): DRF's own rendering of the same value,
+            # stored items parsed (their json.dumps is the same; only their spacing changes).
+            return super().render(json.loads(dumps(data)), accepted_media_type, renderer_context)
+        return dumps(data)
 
 
 # The message routes named it so; every route now embeds stored text the same way.
