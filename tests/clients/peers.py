@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import threading
 import time
@@ -145,10 +146,23 @@ class Attempt:
     at: float
 
 
+def _caller_gone(conn: socket.socket) -> bool:
+    """True when the caller has closed its end: the socket reads as end-of-file."""
+    readable, _, _ = select.select([conn], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 class ScriptedServer:
     def __init__(self, replies: list[Reply]) -> None:
         self.replies = list(replies)
         self.attempts: list[Attempt] = []
+        # Set before the answer is written, and only if the caller is still connected then: a
+        # caller that has read the answer therefore always finds it set (no race with this thread).
         self.answered = threading.Event()
         server = self
 
@@ -173,6 +187,8 @@ class ScriptedServer:
                 reply = server.replies.pop(0) if server.replies else Reply(500, {"detail": "script exhausted"})
                 if reply.delay:
                     time.sleep(reply.delay)
+                if not _caller_gone(self.connection):
+                    server.answered.set()
                 content = b"" if reply.body is None else json.dumps(reply.body).encode()
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
@@ -182,7 +198,6 @@ class ScriptedServer:
                 self.end_headers()
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a caller gone
                     self.wfile.write(content)
-                server.answered.set()
 
             do_GET = do_POST = do_PATCH = do_DELETE = _answer
 

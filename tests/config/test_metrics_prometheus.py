@@ -10,6 +10,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -53,6 +54,27 @@ class Prometheus:
             stderr=subprocess.STDOUT,
         )
         wait_for_port(self.port, timeout=60, process=self.process)
+        self._wait_until_ready(timeout=60)
+
+    def _wait_until_ready(self, *, timeout: float) -> None:
+        # Prometheus listens before its TSDB is open, and answers the query API with 503 until
+        # then; /-/ready turns 200 when it can serve queries (a CI run on a loaded machine hit
+        # the 503 on its first query).
+        deadline = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"prometheus exited with {self.process.returncode}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=5) as response:
+                    status = response.status
+            except urllib.error.HTTPError as error:
+                status = error.code
+            except OSError as error:
+                status = repr(error)
+            if status == 200:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"Prometheus was not ready within {timeout} s (last answer: {status})")
 
     def query(self, expression: str) -> float | None:
         url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})

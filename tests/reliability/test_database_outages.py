@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from config.db.outage import PROBE_INTERVAL
 from tests.reliability.servers import (
     PGBOUNCER_OUTAGE_SETTINGS,
     Gunicorn,
@@ -49,6 +50,18 @@ MODES = ("pool", "persistent", "pgbouncer", "none")
 SLOWEST = 2.0  # seconds: no request may take longer, around a restart or during an outage
 MAX_FAILED = 12  # requests that may fail around a restart
 RECOVERY = 1.0  # seconds from the database answering again to the first success
+# Except behind PgBouncer when packets were dropped: PgBouncer sees the end of it only at its next
+# server connection attempt. The kernel resends an unanswered SYN after a second, PgBouncer gives
+# an attempt server_connect_timeout (1 s: it reads whole seconds) and starts the next one
+# server_login_retry later, so an attempt begun just before the packets flow again holds it for
+# up to 1.1 s; then the service's prober sees it within PROBE_INTERVAL, and a request takes its
+# own time. (Measured: 1.02 s and 1.08 s in CI runs that missed the 1 s bound.)
+RECOVERY_BEHIND_PGBOUNCER_AFTER_DROPPED_PACKETS = (
+    float(PGBOUNCER_OUTAGE_SETTINGS["server_connect_timeout"])
+    + float(PGBOUNCER_OUTAGE_SETTINGS["server_login_retry"])
+    + PROBE_INTERVAL
+    + 0.15
+)
 
 
 def require(flag: str, available: bool, reason: str) -> None:
@@ -261,9 +274,17 @@ def fleet(database: Database, start_server: Callable[..., Gunicorn]) -> Fleet:
     return Fleet(servers, {mode: server.worker_pids() for mode, server in servers.items()})
 
 
-def away(database: Database, fleet: Fleet, seconds: float, *, restore: Callable[[], None]) -> dict[str, object]:
+def away(
+    database: Database,
+    fleet: Fleet,
+    seconds: float,
+    *,
+    restore: Callable[[], None],
+    recovery: dict[str, float] | None = None,
+) -> dict[str, object]:
     """Load every server while the database is away for ``seconds``, then ``restore()`` it; check
-    every request made meanwhile and the recovery; return the figures per mode."""
+    every request made meanwhile and the recovery (within RECOVERY, or ``recovery``'s bound for a
+    mode); return the figures per mode."""
     load = Load()
     for mode, server in fleet.servers.items():
         load.add(f"{mode}:api", detail_request(server, database), clients=3)
@@ -305,7 +326,8 @@ def away(database: Database, fleet: Fleet, seconds: float, *, restore: Callable[
         for record in health:
             assert record.reply.status == 503 and record.seconds <= SLOWEST, (mode, record.reply.status, record.seconds)
         assert figures[mode]["live_ok"], (mode, figures[mode])
-        assert recovered is not None and recovered <= RECOVERY, (mode, figures[mode])
+        bound = (recovery or {}).get(mode, RECOVERY)
+        assert recovered is not None and recovered <= bound, (mode, bound, figures[mode])
         assert fleet.servers[mode].worker_pids() == fleet.pids[mode], f"{mode}: a worker died or was replaced"
     return figures
 
@@ -326,7 +348,13 @@ def test_while_the_port_refuses_or_drops_packets_every_request_is_a_quick_503(da
     rule = port_fault(database.pg.port, kind)
     rule.__enter__()
     try:
-        figures = away(database, fleet, 8, restore=lambda: rule.__exit__(None, None, None))
+        figures = away(
+            database,
+            fleet,
+            8,
+            restore=lambda: rule.__exit__(None, None, None),
+            recovery={"pgbouncer": RECOVERY_BEHIND_PGBOUNCER_AFTER_DROPPED_PACKETS} if kind == "blackhole" else None,
+        )
     except BaseException:
         with contextlib.suppress(subprocess.CalledProcessError):
             rule.__exit__(None, None, None)
