@@ -62,6 +62,9 @@ class Role(models.TextChoices):
     TOOL = "tool", "Tool"
 
 
+# Role.values builds its list on every access (an enum walk): the append checks against this.
+ROLE_VALUES = frozenset(Role.values)
+
 # The one definition of an active session in the database: active status, live, not past
 # expires_at (by the database's clock). SessionQuerySet.active() and the append statement
 # both use it; Session.is_active is the same rule on one row (tests hold them together).
@@ -303,7 +306,7 @@ class MessageManager(models.Manager["Message"]):
         if not messages:
             raise InvalidInput("An append needs at least one message.", field="messages")
         for new in messages:
-            if new.role not in Role.values:
+            if new.role not in ROLE_VALUES:
                 raise InvalidInput(f"Unknown role {new.role!r}.", field="role")
             if new.token_count < 0:
                 raise InvalidInput("token_count cannot be negative.", field="token_count")

@@ -122,8 +122,9 @@ class MessagePage:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         messages: list[Message] = []
+        load = shape.loader()
         for row in rows:
-            message = shape.load(row[:-1])
+            message = load(row[:-1])
             assert isinstance(message, Message)
             # The session's revision, read in the same statement: every page carries it.
             message.session_revision = row[-1]  # type: ignore[attr-defined]

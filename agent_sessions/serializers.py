@@ -14,7 +14,7 @@ from config.api.fields import (
     StrictIntegerField,
     StrictUUIDField,
 )
-from config.api.serializers import FrozenFieldsModelSerializer
+from config.api.serializers import FrozenFieldsModelSerializer, PrototypeFieldsMixin
 
 
 class SessionOutputSerializer(FrozenFieldsModelSerializer):
@@ -118,7 +118,7 @@ class MessageOutputSerializer(FrozenFieldsModelSerializer):
         read_only_fields = fields
 
 
-class MessageCreateSerializer(serializers.Serializer):
+class MessageCreateSerializer(PrototypeFieldsMixin):
     """One message. With ``item`` (any JSON object, kept as sent), ``role`` and ``content`` may be
     left out: the service projects them from the item (agent_sessions.items)."""
 
@@ -148,7 +148,7 @@ class MessageCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class RevisionFieldsMixin(serializers.Serializer):
+class RevisionFieldsMixin(PrototypeFieldsMixin):
     expected_revision = StrictIntegerField(
         min_value=0,
         required=False,

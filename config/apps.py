@@ -30,6 +30,7 @@ class ProjectConfig(AppConfig):
 
         from config.checks import check_static_manifest
         from config.db.migrate import after_migrate
+        from config.handlers import drop_idle_request_receivers
         from config.observability import tracing
 
         # The rate-limit counters live in the database cache table; `migrate` at deploy makes
@@ -45,6 +46,7 @@ class ProjectConfig(AppConfig):
         # OpenTelemetry when OTEL_EXPORTER_OTLP_ENDPOINT asks (imports nothing otherwise); here,
         # before any WSGI handler loads the middleware the instrumentation adds.
         tracing.configure()
+        drop_idle_request_receivers()
 
 
 class PlatformAdminConfig(AdminConfig):

@@ -1,4 +1,9 @@
-"""Output serializers that work out their fields once per class instead of once per response.
+"""Serializers that work out their fields once per class instead of once per request.
+
+Input (``PrototypeFieldsMixin``, at the end): DRF deep-copies every declared field for every
+instance; here a prototype is deep-copied once and each instance gets shallow clones of it.
+
+Output:
 
 A ``ModelSerializer`` introspects its model and constructs a fresh field object for every
 field each time it is instantiated, and each field's ``to_representation`` then looks up
@@ -9,8 +14,8 @@ into a plan: for the common field types (UUIDs, foreign keys as ids, aware datet
 8601, choices, strings, numbers, booleans, JSON) the value is read and formatted directly,
 exactly as DRF would format it; any other field goes through DRF's own
 ``get_attribute``/``to_representation``. ``tests/api/test_output_serializers.py`` pins the
-output to DRF's, field for field. Input validation and ``.fields`` (which drf-spectacular
-reads for the schema) are untouched.
+output to DRF's, field for field. An output serializer's ``.fields`` (which drf-spectacular
+reads for the schema) are DRF's own.
 
 Only for read-only output serializers whose fields don't read ``self.context`` (no
 hyperlinks, no method fields that look at the request).
@@ -18,31 +23,37 @@ hyperlinks, no method fields that look at the request).
 
 from __future__ import annotations
 
+import copy
+import weakref
 from collections.abc import Callable
+from datetime import tzinfo
 from typing import Any
 
+from django.db import models
 from django.utils import timezone
 from rest_framework import ISO_8601, relations, serializers
 from rest_framework.settings import api_settings
 
 _MISSING = object()
-# (field name, attribute to read or None for DRF's own path, formatter or None, the field)
-Step = tuple[str, str | None, Callable[[Any], Any] | None, serializers.Field[Any, Any, Any, Any]]
+# (field name, attribute to read or None for DRF's own path, formatter or None, whether the
+# formatter takes the current time zone as its second argument, the field)
+Step = tuple[str, str | None, Callable[..., Any] | None, bool, serializers.Field[Any, Any, Any, Any]]
 
 
-def _datetime(field: serializers.DateTimeField) -> Callable[[Any], Any]:
-    def represent(value: Any) -> Any:
+def _datetime(field: serializers.DateTimeField) -> Callable[[Any, tzinfo], Any]:
+    def represent(value: Any, zone: tzinfo) -> Any:
         if isinstance(value, str) or not timezone.is_aware(value):
             return field.to_representation(value)
         # DRF: enforce_timezone (the current zone), isoformat, "+00:00" written as "Z".
-        text = value.astimezone(timezone.get_current_timezone()).isoformat()
+        text = value.astimezone(zone).isoformat()
         return text[:-6] + "Z" if text.endswith("+00:00") else text
 
     return represent
 
 
-def _formatter(field: serializers.Field) -> tuple[str, Callable[[Any], Any] | None] | None:
-    """(attribute to read, formatter or None for as-is), or None when DRF must handle the field."""
+def _formatter(field: serializers.Field) -> tuple[str, Callable[..., Any] | None] | None:
+    """(attribute to read, formatter or None for as-is), or None when DRF must handle the field;
+    a datetime's formatter (``_datetime``) also takes the current time zone."""
     attrs = field.source_attrs
     if len(attrs) != 1 or field.source == "*":
         return None
@@ -77,7 +88,35 @@ def _formatter(field: serializers.Field) -> tuple[str, Callable[[Any], Any] | No
     return None
 
 
+class FrozenListSerializer(serializers.ListSerializer):
+    """DRF's list of a frozen serializer's items, with the current time zone looked up once for
+    the page instead of once per datetime (a thread- and task-local lookup through asgiref: on a
+    page of 50 messages it cost more than formatting the dates)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # DRF binds the child to the list, and the list holds the page: a reference cycle that
+        # only the garbage collector frees, with every row of the page in it. The child reaches
+        # its parent (root, context) through a weak reference instead, and the page is freed
+        # when the response is.
+        assert self.child is not None  # DRF asserts it too
+        self.child.parent = weakref.proxy(self)
+
+    def to_representation(self, data: Any) -> list[dict[str, Any]]:
+        iterable = data.all() if isinstance(data, models.manager.BaseManager) else data
+        child = self.child
+        assert isinstance(child, FrozenFieldsModelSerializer)
+        zone = timezone.get_current_timezone()
+        return [child.represent(item, zone) for item in iterable]
+
+
 class FrozenFieldsModelSerializer(serializers.ModelSerializer):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        meta = cls.__dict__.get("Meta")
+        if meta is not None and not hasattr(meta, "list_serializer_class"):
+            meta.list_serializer_class = FrozenListSerializer  # many=True: the zone once a page
+
     @classmethod
     def _plan(cls) -> tuple[Step, ...]:
         plan: tuple[Step, ...] | None = cls.__dict__.get("_frozen_plan")
@@ -89,14 +128,23 @@ class FrozenFieldsModelSerializer(serializers.ModelSerializer):
                     continue
                 fast = _formatter(field)
                 name = str(field.field_name)
-                steps.append((name, None, None, field) if fast is None else (name, fast[0], fast[1], field))
+                if fast is None:
+                    steps.append((name, None, None, False, field))
+                else:
+                    attr, format_value = fast
+                    zoned = isinstance(field, serializers.DateTimeField) and format_value is not None
+                    steps.append((name, attr, format_value, zoned, field))
             plan = tuple(steps)
             setattr(cls, "_frozen_plan", plan)  # noqa: B010 (one plan per class, not inherited)
         return plan
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
+        return self.represent(instance, timezone.get_current_timezone())
+
+    def represent(self, instance: Any, zone: tzinfo) -> dict[str, Any]:
+        """``to_representation`` with the current time zone already looked up."""
         result: dict[str, Any] = {}
-        for name, attr, format_value, field in self._plan():
+        for name, attr, format_value, zoned, field in self._plan():
             if attr is None:  # DRF's own path for this field
                 try:
                     attribute = field.get_attribute(instance)
@@ -114,6 +162,52 @@ class FrozenFieldsModelSerializer(serializers.ModelSerializer):
                 result[name] = None if value is None else field.to_representation(value)
                 continue
             if value is not None and format_value is not None:
-                value = format_value(value)
+                value = format_value(value, zone) if zoned else format_value(value)
             result[name] = value
         return result
+
+
+# --- input serializers: fields cloned from a prototype, not rebuilt ----------------------------
+
+
+_PER_INSTANCE = ("fields", "_validated_data", "_errors", "_data", "initial_data")
+
+
+def _clone(field: serializers.Field[Any, Any, Any, Any]) -> serializers.Field[Any, Any, Any, Any]:
+    """A copy of an unbound prototype field for one serializer instance: its own object (bound to
+    the new parent by DRF as usual), its children copied and re-parented, nothing a validation
+    writes shared. The arguments it was made with are not run again."""
+    # copy.copy without its __reduce_ex__ round: a new object of the class holding the same
+    # attributes (a field's state is its __dict__; DRF's Field.__new__ only records the
+    # arguments, which the dict already holds).
+    new = object.__new__(type(field))
+    state = new.__dict__
+    state.update(field.__dict__)
+    # A nested serializer's fields and validation state belong to the copy, built on first use.
+    for attr in _PER_INSTANCE:
+        state.pop(attr, None)
+    child = field.__dict__.get("child")
+    if child is not None:  # ListField, DictField, ListSerializer: bound to the field at init
+        new.child = _clone(child)  # type: ignore[attr-defined]
+        new.child.parent = new  # type: ignore[attr-defined]  # bind() would set the same name and source
+    return new
+
+
+class PrototypeFieldsMixin(serializers.Serializer):
+    """DRF deep-copies every declared field for every serializer instance (``get_fields``), which
+    re-runs each field's ``__init__`` with deep-copied arguments: a sixth of an append's time
+    (bench/README.md). Here the deep copy is made once per class, as a prototype that is never
+    bound, and each instance gets shallow copies of it (``_clone``), which DRF then binds to the
+    instance as it binds its own copies. tests/api/test_input_serializers.py holds validation
+    (data and errors, nested, partial, context) to DRF's own ``get_fields``."""
+
+    @classmethod
+    def _prototype_fields(cls) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        prototype: dict[str, serializers.Field[Any, Any, Any, Any]] | None = cls.__dict__.get("_field_prototype")
+        if prototype is None:
+            prototype = copy.deepcopy(cls._declared_fields)  # made by DRF's metaclass
+            setattr(cls, "_field_prototype", prototype)  # noqa: B010 (one per class, not inherited)
+        return prototype
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        return {name: _clone(field) for name, field in self._prototype_fields().items()}

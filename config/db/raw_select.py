@@ -53,6 +53,10 @@ class ModelColumns:
         self.converters: list[tuple[Any, list[Callable[..., Any]]]] = [
             (field, field.get_db_converters(connection)) for field in fields
         ]
+        # Only some columns have converters (JSON's from_db_value; none for UUIDs, dates, text).
+        self._converting = [
+            (i, field, converters) for i, (field, converters) in enumerate(self.converters) if converters
+        ]
         # Whether Model.__init__ would only store each value: every column's class attribute is
         # Django's plain deferred attribute (or a foreign key's, which also clears a cached
         # related object that a new instance cannot have).
@@ -70,29 +74,45 @@ class ModelColumns:
         return ", ".join(self.columns)
 
     def load(self, values: Sequence[Any]) -> Model:
+        return self.loader()(values)
+
+    def loader(self) -> Callable[[Sequence[Any]], Model]:
+        """``load`` for a batch of rows: the connection, the columns that need converting and
+        whether the model has init listeners are looked up once, not once per row (on a page of
+        50 messages the per-row lookups cost a twentieth of the request)."""
         connection = connections[DEFAULT_DB_ALIAS]
-        converted = []
-        for value, (field, converters) in zip(values, self.converters, strict=True):
-            for converter in converters:
-                value = converter(value, field, connection)
-            converted.append(value)
-        model = self.model
+        model, attnames = self.model, self.attnames
+        converting = self._converting
+
+        def convert(values: Sequence[Any]) -> list[Any]:
+            converted = list(values)
+            for i, field, converters in converting:
+                value = converted[i]
+                for converter in converters:
+                    value = converter(value, field, connection)
+                converted[i] = value
+            return converted
+
         if (
             not self._plain_attributes
             or signals.pre_init.has_listeners(model)
             or signals.post_init.has_listeners(model)
         ):
-            return model.from_db(DEFAULT_DB_ALIAS, self.attnames, converted)
-        # What Model.from_db does for a full row, without __init__'s per-field bookkeeping (a
-        # tenth of a 50-message page): the values stored, the state of a row loaded from the
-        # database. tests/config/test_raw_select.py compares the two, attribute for attribute.
-        instance = model.__new__(model)
-        instance.__dict__.update(zip(self.attnames, converted, strict=True))
-        state = ModelState()
-        state.adding = False
-        state.db = DEFAULT_DB_ALIAS
-        instance._state = state
-        return instance
+            return lambda values: model.from_db(DEFAULT_DB_ALIAS, attnames, convert(values))
+
+        def load(values: Sequence[Any]) -> Model:
+            # What Model.from_db does for a full row, without __init__'s per-field bookkeeping (a
+            # tenth of a 50-message page): the values stored, the state of a row loaded from the
+            # database. tests/config/test_raw_select.py compares the two, attribute for attribute.
+            instance = model.__new__(model)
+            instance.__dict__.update(zip(attnames, convert(values), strict=True))
+            state = ModelState()
+            state.adding = False
+            state.db = DEFAULT_DB_ALIAS
+            instance._state = state
+            return instance
+
+        return load
 
 
 def where_sql(model: type[Model], condition: Q) -> tuple[str, list[Any]]:
@@ -130,7 +150,8 @@ def select_all(sql: str, params: Sequence[Any], shape: ModelColumns) -> list[Mod
     with connections[router.db_for_read(shape.model)].cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return [shape.load(row) for row in rows]
+    load = shape.loader()
+    return [load(row) for row in rows]
 
 
 def distinct_values(queryset: QuerySet[Any], column: str, *, limit: int) -> list[Any]:

@@ -101,3 +101,19 @@ def test_audit_output_matches_drf(alice, sessions):
     rows = list(AuditLog.objects.order_by("timestamp"))
     assert {row.ip_address is None for row in rows} == {True, False}  # service-only rows and request rows
     assert_same_output(AuditLogOutputSerializer, rows)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/St_Johns"])
+def test_a_page_and_an_item_are_written_in_the_zone_active_when_they_are_serialized(sessions, zone):
+    from agent_sessions.serializers import MessageOutputSerializer as Serializer
+    from config.api.serializers import FrozenListSerializer
+
+    session_append_message(session_id=sessions[0].pk, role="user", content="hi")
+    messages = list(Message.objects.order_by("sequence"))
+    with timezone.override(zone):
+        page = Serializer(messages, many=True)
+        assert isinstance(page, FrozenListSerializer)  # the zone looked up once for the page
+        assert [dict(item) for item in page.data] == [drf_reference(Serializer, m) for m in messages]
+        assert_same_output(SessionOutputSerializer, sessions)
+        written = Serializer(messages[0]).data["created_at"]
+    assert written.endswith("Z") == (zone == "UTC"), written  # "+05:30" / "-03:30" otherwise

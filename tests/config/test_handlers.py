@@ -3,6 +3,7 @@ take the shorter middleware chain, and answer exactly what the whole stack answe
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Iterator
@@ -11,11 +12,13 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.conf import settings
+from django.core.cache import close_caches
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
+from django.db import close_old_connections, reset_queries
+from django.dispatch.dispatcher import _make_id
 
-from config.handlers import LaneWSGIHandler
+from config.handlers import LaneWSGIHandler, idle_request_receivers
 
 
 def call(
@@ -134,3 +137,75 @@ def test_a_request_with_a_session_cookie_takes_the_whole_stack(handlers, root, r
     assert status == 200, body  # signed in by the session: the lean chain has no session
     assert json.loads(body)["email"] == root[0].email
     assert call(lane, "GET", "/api/v1/users/me/")[0] == 401
+
+
+def _connected(signal: Any, receiver: Any) -> bool:
+    return any(lookup[0] == _make_id(receiver) for lookup, *_ in signal.receivers)
+
+
+def test_without_debug_the_query_log_and_the_caches_are_left_alone_at_each_request(settings):
+    settings.DEBUG = False
+    idle = idle_request_receivers()
+    # Nothing writes the query log without DEBUG, and neither cache backend (the database table,
+    # Redis) has a close() of its own.
+    assert (request_started, reset_queries) in idle
+    assert (request_finished, close_caches) in idle
+    # Dropped at start-up (ProjectConfig.ready); the connections are still closed per request.
+    assert not _connected(request_finished, close_caches)
+    assert _connected(request_finished, close_old_connections)
+
+
+def test_with_debug_or_echoed_sql_the_query_log_is_still_cleared_per_request(settings):
+    settings.DEBUG = True
+    assert (request_started, reset_queries) not in idle_request_receivers()
+    settings.DEBUG = False
+    settings.DB_POOL = dataclasses.replace(settings.DB_POOL, echo_sql=True)
+    assert (request_started, reset_queries) not in idle_request_receivers()
+
+
+def test_a_cache_backend_that_closes_its_connection_keeps_the_per_request_close(settings):
+    settings.CACHES = {
+        **settings.CACHES,
+        "sessions": {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache", "LOCATION": "127.0.0.1:1"},
+    }
+    assert (request_finished, close_caches) not in idle_request_receivers()
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_served_request_is_freed_by_reference_counting_not_left_to_the_collector(handlers, alice):
+    """DRF's view, request and response refer to each other; once the server closes the
+    response, the handler breaks those cycles (config.handlers._release) and the FrozenListSerializer's child
+    reaches its list weakly, so a page of messages is freed at once instead of waiting, with
+    every row, for a collection."""
+    import gc
+
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+    from agent_sessions.models import Message
+    from agent_sessions.services import session_append_message, session_create
+
+    lane, _ = handlers
+    session = session_create(actor=None, owner=alice.user, agent_id="a", title="t")
+    for i in range(5):
+        session_append_message(session_id=session.pk, role="user", content=f"m{i}")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {alice.raw_key}"}
+    paths = [f"/api/v1/sessions/{session.pk}/", f"/api/v1/sessions/{session.pk}/messages/?page_size=50"]
+    for path in paths:  # warm: imports, cached plans, key reuse
+        assert call(lane, "GET", path, headers=auth)[0] == 200
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for path in paths:
+            status, _, body = call(lane, "GET", path, headers=auth)
+            assert status == 200, body
+        gc.collect()
+        left = [type(o) for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    kinds = {kind.__name__ for kind in left if issubclass(kind, (Request, APIView, Message))}
+    assert not kinds, f"left to the collector: {kinds} among {len(left)} objects"
+    assert len(left) == 0, sorted({kind.__name__ for kind in left})

@@ -11,6 +11,9 @@ had and lost:
   closed (a ping into a host that drops packets would hang until tcp_user_timeout);
 * every mode: a query whose connection breaks closes the gate, so the next request waits for
   the database (briefly) instead of failing on a dead connection.
+
+And ``timestamptz`` is parsed in C (config.db.backend.timestamps), where Django's loader used
+psycopg's Python parser.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from django.db.backends.postgresql import base as postgresql
 from django.db.utils import DatabaseErrorWrapper
 from django.utils.functional import cached_property
 
+from config.db.backend.timestamps import with_fast_timestamps
 from config.db.outage import ConnectTimeout, DatabaseGate, connect_within, gate_for
 from config.db.pool import ResilientPool, quick_check
 from config.observability import metrics
@@ -81,6 +85,12 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             )
             pools.setdefault(self.alias, pool)  # the first thread to get here wins
         return pools[self.alias]
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = super().get_connection_params()
+        if "context" in params:  # Django's adapters, with timestamps parsed in C
+            params["context"] = with_fast_timestamps(params["context"])
+        return params
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if self.pool is not None:
