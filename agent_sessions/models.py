@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from config.db.expressions import jsonb_merge
 from config.db.models import UUIDTimestampedModel
-from config.db.raw_select import ModelColumns, column_name, where_sql
+from config.db.raw_select import ModelColumns, array_literal, column_name, statement_cursor, where_sql
 from config.db.soft_delete import LIVE, SoftDeleteManager, SoftDeleteModel, SoftDeleteQuerySet
 from config.errors import InvalidInput, StateConflict
 from idempotency.models import UNIQUE_KEY, IdempotencyKey, IdempotencyKeyTaken, KeyClaim
@@ -345,14 +345,15 @@ class MessageManager(models.Manager["Message"]):
         params += [
             count,
             now,
-            [row.id for row in rows],
-            [row.role for row in rows],
-            [row.content for row in rows],
-            [None if row.tool_calls is None else json.dumps(row.tool_calls) for row in rows],
-            [json.dumps(row.metadata) for row in rows],
-            [row.token_count for row in rows],
-            [row.kind for row in rows],
-            [row.item for row in rows],
+            # The columns as array literals: psycopg's list dumper quotes element by element in Python.
+            array_literal([row.id for row in rows]),
+            array_literal([row.role for row in rows]),
+            array_literal([row.content for row in rows]),
+            array_literal([None if row.tool_calls is None else json.dumps(row.tool_calls) for row in rows]),
+            array_literal([json.dumps(row.metadata) for row in rows]),
+            array_literal([row.token_count for row in rows]),
+            array_literal([row.kind for row in rows]),
+            array_literal([row.item for row in rows]),
         ]
         if claim is not None:
             params += [claim.user_id, claim.key, claim.fingerprint, now]
@@ -362,7 +363,7 @@ class MessageManager(models.Manager["Message"]):
             # autocommit (the API) the statement is its own transaction and needs none.
             with (
                 transaction.atomic(using=using) if connection.in_atomic_block else nullcontext(),
-                connection.cursor() as cursor,
+                statement_cursor(using) as cursor,
             ):
                 cursor.execute(sql, params)
                 allocated = cursor.fetchone()

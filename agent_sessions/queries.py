@@ -17,10 +17,10 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from django.db import connections, router
+from django.db import router
 
 from agent_sessions.models import Message, Session
-from config.db.raw_select import ModelColumns, distinct_values, select_one, where_sql
+from config.db.raw_select import ModelColumns, distinct_values, select_one, statement_cursor, where_sql
 from config.db.soft_delete import LIVE
 
 
@@ -118,7 +118,7 @@ class MessagePage:
             params.append(self.bound[1])
         params += [bounds.stop - offset, offset]
         # Where a queryset of messages would read: a replica inside replica_read (config.db.replicas).
-        with connections[router.db_for_read(Message)].cursor() as cursor:
+        with statement_cursor(router.db_for_read(Message)) as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         messages: list[Message] = []

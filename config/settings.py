@@ -104,6 +104,7 @@ DB_POOL = PoolSettings(
     statement_timeout=env_float("DB_STATEMENT_TIMEOUT", 30.0, minimum=0),
     outage_timeout=env_float("DB_OUTAGE_TIMEOUT", 1.5, minimum=0.1),
     echo_sql=env_bool("DB_ECHO_SQL", False),
+    prepared_statements=env_bool("DB_PREPARED_STATEMENTS", True),
 )
 
 DATABASE_URL = env.str("DATABASE_URL", default="")

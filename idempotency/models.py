@@ -6,10 +6,10 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connections, models, router
+from django.db import models, router
 from django.utils import timezone
 
-from config.db.raw_select import ModelColumns, column_name
+from config.db.raw_select import ModelColumns, column_name, statement_cursor
 
 
 class IdempotencyKeyManager(models.Manager["IdempotencyKey"]):
@@ -31,7 +31,7 @@ class IdempotencyKeyManager(models.Manager["IdempotencyKey"]):
             f"ON CONFLICT ({col(IdempotencyKey, 'user')}, {col(IdempotencyKey, 'key')}) DO NOTHING "
             f"RETURNING {col(IdempotencyKey, 'id')}"
         )
-        with connections[router.db_for_write(IdempotencyKey)].cursor() as cursor:
+        with statement_cursor(router.db_for_write(IdempotencyKey)) as cursor:
             cursor.execute(sql, [user_id, key, fingerprint, status_code, response_body, timezone.now()])
             return cursor.fetchone() is not None
 

@@ -43,6 +43,7 @@ class PoolSettings:
     statement_timeout: float = 30.0
     outage_timeout: float = 1.5
     echo_sql: bool = False
+    prepared_statements: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in POOL_MODES:
@@ -76,6 +77,12 @@ class PoolSettings:
         """How long a request waits on an unreachable database: DB_OUTAGE_TIMEOUT, and never longer
         than it would wait for a busy pool."""
         return min(self.outage_timeout, self.pool_timeout) if self.mode == "pool" else self.outage_timeout
+
+    @property
+    def prepares_statements(self) -> bool:
+        """Whether the hand-written statements are prepared on the server: only where a connection
+        is PostgreSQL's own and outlives the request (pool, persistent), not behind PgBouncer."""
+        return self.prepared_statements and self.mode in ("pool", "persistent")
 
     @property
     def statement_timeout_ms(self) -> int:
@@ -114,6 +121,13 @@ def build_database(url: str, pool: PoolSettings) -> dict[str, Any]:
     db["CONN_HEALTH_CHECKS"] = True
     db["DISABLE_SERVER_SIDE_CURSORS"] = False
     db["ATOMIC_REQUESTS"] = False
+    # Read by config.db.backend's statement_cursor (Django ignores keys it does not know).
+    db["PREPARE_STATEMENTS"] = pool.prepares_statements
+    if pool.prepares_statements:
+        # psycopg prepares nothing while this is None (Django's default); with a number, only
+        # what asks to be prepared is (statement_cursor's cursor; Django's client-side cursors
+        # never prepare), so no statement is prepared behind the code's back.
+        options.setdefault("prepare_threshold", 2**31 - 1)
 
     if pool.mode != "pgbouncer" and pool.statement_timeout_ms:
         # Direct connections get the timeout as a startup parameter: no extra round trip.

@@ -16,6 +16,8 @@ from datetime import datetime
 
 from django.db import connections, transaction
 
+from config.db.raw_select import statement_cursor
+
 TABLE = "rate_limit_counters"
 CREATE_SQL = f"""
 CREATE UNLOGGED TABLE IF NOT EXISTS {TABLE} (
@@ -42,7 +44,7 @@ def increment(key: str, *, expires: datetime, using: str = "default") -> int:
     connection = connections[using]
     with (
         transaction.atomic(using=using) if connection.in_atomic_block else nullcontext(),
-        connection.cursor() as cursor,
+        statement_cursor(using) as cursor,
     ):
         cursor.execute(_INCREMENT_SQL, [key, expires])
         row = cursor.fetchone()

@@ -14,9 +14,11 @@ or model manager (writes), each tested against the queryset it stands in for.
   "an active session" is written once, as a ``Q``, and hand-written statements embed it.
 * ``select_one`` / ``select_all``: run a SELECT over some ``ModelColumns`` and load the rows.
 * ``distinct_values``: the distinct values of an indexed column by a loose index scan.
+* ``array_literal``: a list of values as the text of a PostgreSQL array, for ``%s::type[]``.
 
-Nothing here is a prepared statement: the text is built once, the server parses it each time
-(Django's psycopg cursors bind parameters on the client, and such cursors never prepare).
+The statements run on ``statement_cursor``: prepared on the server in pool and persistent
+modes (config.db.backend), so PostgreSQL parses and plans each once per connection; Django's own
+client-side binding behind PgBouncer.
 """
 
 from __future__ import annotations
@@ -128,9 +130,34 @@ def where_sql(model: type[Model], condition: Q) -> tuple[str, list[Any]]:
     return sql, list(params)
 
 
+def _element(value: object) -> str:
+    if value is None:
+        return "NULL"
+    text = str(value)
+    if "\\" in text or '"' in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def array_literal(values: Sequence[object | None]) -> str:
+    """``values`` as PostgreSQL's array input reads them (``'{"a","b\\"c",NULL}'``), bound as one
+    text parameter and cast in the statement (``%s::text[]``, ``%s::uuid[]``, ``%s::integer[]``).
+    Every element is double-quoted (so braces, commas, blanks and the word NULL are data) with
+    its backslashes and double quotes escaped; None is SQL NULL; other values go in as ``str()``
+    writes them. psycopg's list dumper does the same in Python, per element and per call, and
+    cost an append a twentieth of its time (bench/README.md); tests/config/test_raw_select.py
+    holds the two to each other through PostgreSQL."""
+    return "{" + ",".join(map(_element, values)) + "}"
+
+
+def statement_cursor(alias: str = DEFAULT_DB_ALIAS) -> Any:
+    """The cursor a hand-written statement runs on (config.db.backend's ``statement_cursor``)."""
+    return connections[alias].statement_cursor()  # type: ignore[attr-defined]  # our backend's
+
+
 def select_one(sql: str, params: Sequence[Any], shapes: Sequence[ModelColumns]) -> list[Model] | None:
     """Run a one-row SELECT whose columns are ``shapes``' columns in order; None if no row."""
-    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -147,7 +174,7 @@ def select_all(sql: str, params: Sequence[Any], shape: ModelColumns) -> list[Mod
     """Run a SELECT whose columns are ``shape``'s columns; one instance per row, in order. It goes
     where a queryset of ``shape``'s model would read (a replica inside ``replica_read``);
     ``select_one`` (the one-row lookups of authentication and detail routes) is the primary's."""
-    with connections[router.db_for_read(shape.model)].cursor() as cursor:
+    with statement_cursor(router.db_for_read(shape.model)) as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     load = shape.loader()

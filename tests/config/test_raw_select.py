@@ -1,14 +1,16 @@
 """The building blocks of the hand-written statements: rules compiled from their Q, instances
-loaded the ORM's way, distinct values by a loose index scan."""
+loaded the ORM's way, distinct values by a loose index scan, arrays bound as their literal."""
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 from django.db import connection
 from django.db.models import Q
 
 from agent_sessions.models import ACTIVE, Session
-from config.db.raw_select import ModelColumns, distinct_values, select_all, where_sql
+from config.db.raw_select import ModelColumns, array_literal, distinct_values, select_all, statement_cursor, where_sql
 from config.db.soft_delete import LIVE
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +94,46 @@ def test_distinct_values_walk_the_index_and_match_select_distinct(alice):
         Session.objects.create(user=alice.user, agent_id=agent, title="t")
     assert distinct_values(Session.objects.all(), "agent_id", limit=10) == ["a", "b", "c"]
     assert distinct_values(Session.objects.all(), "agent_id", limit=2) == ["a", "b"]
+
+
+# What array input could misread: its own syntax as data, escapes, blanks, the word NULL, JSON.
+AWKWARD = [
+    "",
+    " ",
+    "  padded  ",
+    "NULL",
+    "null",
+    "a,b",
+    "{",
+    "}",
+    "{a,b}",
+    '"',
+    '""',
+    "\\",
+    "\\\\",
+    '\\"',
+    "tab\there",
+    "line\nbreak",
+    "caf\u00e9",
+    "\U0001f600",
+    '{"k": "v\\u0000"}',
+    "'quoted'",
+    "x" * 5000,
+]
+
+
+@pytest.mark.parametrize("cursor_of", [statement_cursor, lambda: connection.cursor()], ids=["prepared", "django"])
+def test_an_array_literal_reads_back_as_psycopg_binds_the_list(cursor_of):
+    texts = [*AWKWARD, None]
+    ids = [uuid.uuid4(), None, uuid.uuid4()]
+    numbers = [0, -1, 2**31 - 1, None]
+    with cursor_of() as cursor:
+        cursor.execute(
+            "SELECT %s::text[], %s::text[], %s::uuid[], %s::uuid[], %s::integer[], %s::integer[], %s::text[]",
+            [array_literal(texts), texts, array_literal(ids), ids, array_literal(numbers), numbers, array_literal([])],
+        )
+        ours_text, psycopg_text, ours_ids, psycopg_ids, ours_numbers, psycopg_numbers, empty = cursor.fetchone()
+    assert ours_text == psycopg_text == texts
+    assert ours_ids == psycopg_ids == ids
+    assert ours_numbers == psycopg_numbers == numbers
+    assert empty == []
