@@ -4,6 +4,6 @@ from accounts.views import UserViewSet
 
 router = DefaultRouter()
 router.include_root_view = False
-router.register("users", UserViewSet, basename="user")
+router.register("", UserViewSet, basename="user")  # under users/ (config.urls)
 
 urlpatterns = router.urls

@@ -11,16 +11,12 @@ from agent_sessions.views import (
 
 router = DefaultRouter()
 router.include_root_view = False
-router.register("sessions", SessionViewSet, basename="session")
+router.register("", SessionViewSet, basename="session")  # under sessions/ (config.urls)
 
 urlpatterns = [
-    path("sessions/<uuid:session_pk>/messages/", SessionMessagesView.as_view(), name="session-messages"),
-    path(
-        "sessions/<uuid:session_pk>/messages/batch/", SessionMessageBatchView.as_view(), name="session-messages-batch"
-    ),
-    path("sessions/<uuid:session_pk>/messages/pop/", SessionMessagePopView.as_view(), name="session-messages-pop"),
-    path(
-        "sessions/<uuid:session_pk>/messages/clear/", SessionMessageClearView.as_view(), name="session-messages-clear"
-    ),
+    path("<uuid:session_pk>/messages/", SessionMessagesView.as_view(), name="session-messages"),
+    path("<uuid:session_pk>/messages/batch/", SessionMessageBatchView.as_view(), name="session-messages-batch"),
+    path("<uuid:session_pk>/messages/pop/", SessionMessagePopView.as_view(), name="session-messages-pop"),
+    path("<uuid:session_pk>/messages/clear/", SessionMessageClearView.as_view(), name="session-messages-clear"),
     *router.urls,
 ]

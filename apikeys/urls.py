@@ -4,6 +4,6 @@ from apikeys.views import APIKeyViewSet
 
 router = DefaultRouter()
 router.include_root_view = False
-router.register("api-keys", APIKeyViewSet, basename="api-key")
+router.register("", APIKeyViewSet, basename="api-key")  # under api-keys/ (config.urls)
 
 urlpatterns = router.urls

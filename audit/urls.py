@@ -4,6 +4,6 @@ from audit.views import AuditLogViewSet
 
 router = DefaultRouter()
 router.include_root_view = False
-router.register("audit-logs", AuditLogViewSet, basename="audit-log")
+router.register("", AuditLogViewSet, basename="audit-log")  # under audit-logs/ (config.urls)
 
 urlpatterns = router.urls
