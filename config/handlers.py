@@ -18,6 +18,7 @@ session authentication runs the CSRF check itself) and the probes only read.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import close_caches
@@ -29,6 +30,7 @@ from django.db import reset_queries
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.module_loading import import_string
 
+from config.db.pool import serving_one_request_at_a_time
 from config.middleware import serves_staff
 
 
@@ -51,6 +53,12 @@ class LaneWSGIHandler(WSGIHandler):
         super().__init__()
         # From MIDDLEWARE as it is now: tracing (config.observability.tracing) adds its own.
         self.lean = _Chain([name for name in settings.MIDDLEWARE if name not in settings.STAFF_ONLY_MIDDLEWARE])
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # A sync worker's pool connection may stay checked out between its requests
+        # (config.db.pool.holds_checkout); a threaded server's may not.
+        serving_one_request_at_a_time(not environ.get("wsgi.multithread", True))
+        return super().__call__(environ, start_response)
 
     def get_response(self, request: HttpRequest) -> HttpResponseBase:
         response = super().get_response(request) if serves_staff(request) else self.lean.get_response(request)

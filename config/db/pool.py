@@ -16,12 +16,18 @@ Here:
   trying, cheaply) and all run the moment it opens: recovery follows the database within about
   the prober's interval, instead of within the last back-off step;
 * connection attempts, checks and connections lost during use all tell the gate.
+
+And a server thread that serves one request at a time (a sync gunicorn worker) keeps its
+checkout from one request to the next, for up to HOLD_SECONDS, instead of handing the
+connection back at every request's end and taking it out again at the next one's first query
+(``holds_checkout``, read by config.db.backend).
 """
 
 from __future__ import annotations
 
 import logging
 import select
+import threading
 from time import monotonic
 from typing import Any
 
@@ -38,6 +44,27 @@ logger = logging.getLogger(__name__)
 
 # How long one wait for a free connection lasts before the request looks at the gate again.
 WAIT_SLICE = 0.1
+# How long a thread that serves one request at a time keeps a checkout across requests before it
+# goes back to the pool at a request's end (where the pool's lifetime and reset rules apply).
+HOLD_SECONDS = 1.0
+
+_serving = threading.local()
+
+
+def serving_one_request_at_a_time(alone: bool) -> None:
+    """Told by the WSGI handler at each request: whether this thread's server runs one request at
+    a time in this process (``wsgi.multithread`` false: a sync gunicorn worker) or several
+    (gthread, the development server), where a held connection could keep another thread
+    waiting for the pool."""
+    _serving.alone = alone
+
+
+def holds_checkout() -> bool:
+    """Whether this thread's pool connection may stay checked out between its requests: a
+    handback at every request's end and a checkout at the next one's first query cost a tenth of
+    a one-query request (bench/README.md), and with one request at a time nobody else can use
+    the connection meanwhile. Threads that serve no requests (background work) never hold."""
+    return getattr(_serving, "alone", False)
 
 
 def quick_check(conn: Connection[Any]) -> None:

@@ -61,7 +61,7 @@ db_pool_waiting = Gauge(
 )
 db_pool_wait = Histogram(
     f"{PREFIX}_db_pool_wait_seconds",
-    "Time a request waited for a connection from the pool.",
+    "Time a checkout waited for a connection from the pool (a sync worker keeps its checkout across requests).",
     buckets=POOL_WAIT_BUCKETS,
 )
 db_connection_errors = Counter(f"{PREFIX}_db_connection_errors", "Failed attempts to connect to the database.")

@@ -18,6 +18,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, reset_queries
 from django.dispatch.dispatcher import _make_id
 
+from config.db.pool import serving_one_request_at_a_time
 from config.handlers import LaneWSGIHandler, idle_request_receivers
 
 
@@ -53,6 +54,7 @@ def handlers() -> Iterator[tuple[LaneWSGIHandler, WSGIHandler]]:
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
+        serving_one_request_at_a_time(False)  # the environs here say one request at a time
 
 
 def _same(lean: tuple[int, dict[str, str], bytes], whole: tuple[int, dict[str, str], bytes]) -> None:

@@ -4,7 +4,10 @@ The same backend as ``django.db.backends.postgresql``; what changes is how conne
 had and lost:
 
 * pool mode: the pool is ``config.db.pool.ResilientPool`` (fast drain of stale connections,
-  bounded waits while the database is unreachable, recovery as soon as it answers);
+  bounded waits while the database is unreachable, recovery as soon as it answers); a thread
+  that serves one request at a time keeps its checkout across requests for up to
+  ``HOLD_SECONDS`` (``config.db.pool.holds_checkout``), checked at each request's first query as
+  a checkout would be;
 * the other modes (persistent, pgbouncer, none): a new connection is made in a helper thread and
   waited for at most DB_OUTAGE_TIMEOUT, and not tried at all while the gate is closed and stays
   closed for that long; the health check of a kept connection is skipped while the gate is
@@ -24,18 +27,18 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db.backends.base.base import NO_DB_ALIAS
+from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql import operations as postgresql_operations
 from django.db.backends.postgresql.psycopg_any import register_tzloader  # type: ignore[import-untyped]
 from django.db.utils import DatabaseErrorWrapper
 from django.utils.asyncio import async_unsafe
 from django.utils.functional import cached_property
-from psycopg.pq import Format
+from psycopg.pq import Format, TransactionStatus
 
 from config.db.backend.timestamps import TIMESTAMPTZ_OID, with_fast_timestamps
 from config.db.outage import ConnectTimeout, DatabaseGate, connect_within, gate_for
-from config.db.pool import ResilientPool, quick_check
+from config.db.pool import HOLD_SECONDS, ResilientPool, holds_checkout, quick_check
 from config.observability import metrics
 
 
@@ -143,6 +146,28 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
                 register_tzloader(self.timezone, cursor)
             return self._prepare_cursor(cursor)  # type: ignore[attr-defined]  # Django's, untyped
 
+    def connect(self) -> None:
+        super().connect()
+        if self.pool is not None and holds_checkout():
+            # Django hands a pool connection back at the end of the request that took it
+            # (CONN_MAX_AGE 0); this one stays until the first request end past close_at. Each
+            # request's first query still checks it (CONN_HEALTH_CHECKS: quick_check, as the
+            # pool's checkout does), and a broken one is handed back and replaced from the pool.
+            self.close_at = monotonic() + HOLD_SECONDS
+
+    def close_if_unusable_or_obsolete(self) -> None:
+        connection = self.connection
+        if (
+            connection is not None
+            and self.pool is not None
+            and connection.info.transaction_status != TransactionStatus.IDLE
+        ):
+            # Nothing a request left open (a transaction begun by hand, a failed one) is carried
+            # into the next request on a held checkout: the pool resets it on its way back.
+            self.close()
+            return
+        super().close_if_unusable_or_obsolete()
+
     def get_connection_params(self) -> dict[str, Any]:
         params: dict[str, Any] = super().get_connection_params()
         if "context" in params:  # Django's adapters, with timestamps parsed in C
@@ -177,7 +202,11 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         )
         if checking:
             self._acquire_started = monotonic()
-        super().close_if_health_check_failed()
+        # Django's own check, for pool connections too: Django's PostgreSQL backend skips it
+        # there ("the pool only returns healthy connections"), but a checkout held across
+        # requests did not come from the pool this request. A fresh checkout is marked checked
+        # when it is made (BaseDatabaseWrapper.connect), so it is not checked twice.
+        BaseDatabaseWrapper.close_if_health_check_failed(self)
         if checking and self.connection is not None:
             self._acquire_started = None  # the kept connection passed: nothing to wait for
 
