@@ -23,6 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import close_caches
 from django.core.cache.backends.base import BaseCache
+from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
@@ -31,7 +32,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.module_loading import import_string
 
 from config.db.pool import serving_one_request_at_a_time
-from config.middleware import serves_staff
+from config.middleware import ApiEdgeMiddleware, serves_staff
 
 
 class _Chain(BaseHandler):
@@ -48,11 +49,26 @@ class _Chain(BaseHandler):
             settings.MIDDLEWARE = staff
 
 
+def lean_middleware(middleware: list[str]) -> list[str]:
+    """``middleware`` without what serves only staff pages, with ApiEdgeMiddleware in the place
+    of the six it does the work of (they sit together once the staff-only ones are out)."""
+    lean = [name for name in middleware if name not in settings.STAFF_ONLY_MIDDLEWARE]
+    edge = [i for i, name in enumerate(lean) if name in ApiEdgeMiddleware.REPLACES]
+    if not edge:
+        return lean
+    if edge != list(range(edge[0], edge[0] + len(edge))):
+        raise ImproperlyConfigured(
+            f"MIDDLEWARE: {', '.join(ApiEdgeMiddleware.REPLACES)} must follow one another once "
+            "STAFF_ONLY_MIDDLEWARE is left out (config.middleware.ApiEdgeMiddleware stands for them)"
+        )
+    return [*lean[: edge[0]], "config.middleware.ApiEdgeMiddleware", *lean[edge[-1] + 1 :]]
+
+
 class LaneWSGIHandler(WSGIHandler):
     def __init__(self) -> None:
         super().__init__()
         # From MIDDLEWARE as it is now: tracing (config.observability.tracing) adds its own.
-        self.lean = _Chain([name for name in settings.MIDDLEWARE if name not in settings.STAFF_ONLY_MIDDLEWARE])
+        self.lean = _Chain(lean_middleware(settings.MIDDLEWARE))
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         # A sync worker's pool connection may stay checked out between its requests

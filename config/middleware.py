@@ -22,17 +22,24 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import MiddlewareNotUsed
+from django.core.handlers.exception import response_for_exception
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware
+from django.middleware.security import SecurityMiddleware
 from django.utils.functional import empty
 
-from config.context import bind, from_request, unbind
+from config.context import RequestContext, bind, from_request, unbind
 from config.db.replicas import configured_replicas, mark_sticky, user_principal
 from config.db.text import is_storable
 from config.errors import DATABASE_UNAVAILABLE_BODY, DATABASE_UNAVAILABLE_HEADERS, DATABASE_UNAVAILABLE_STATUS
+from config.logging import RequestLog
+from config.observability import metrics
+from config.observability.middleware import record_request
 
 logger = logging.getLogger(__name__)
-request_logger = logging.getLogger("request")
+request_log = RequestLog("request")
 
 
 # Paths served to API clients and probes only; anything else may be a staff page.
@@ -97,6 +104,35 @@ def _user_id(request: HttpRequest) -> str | None:
     return str(wrapped.pk)
 
 
+def log_request(context: RequestContext, request: HttpRequest, response: HttpResponseBase, duration_ms: float) -> None:
+    """The request log's line for one answered request. Path only: query strings and bodies can
+    carry content we must not log."""
+    request_log.info(
+        "%s %s %s %.1fms",
+        (context.method, context.path, response.status_code, duration_ms),
+        {
+            "method": context.method,
+            "path": context.path,
+            "status": response.status_code,
+            "duration_ms": round(duration_ms, 2),
+            "user_id": _user_id(request),
+            "client_ip": context.ip_address,
+        },
+        context.request_id_text,
+    )
+
+
+def database_unavailable(exception: Exception) -> JsonResponse | None:
+    """A lost or exhausted database outside DRF views (admin, health): the JSON 503 every other
+    layer answers it with."""
+    if isinstance(exception, (OperationalError, InterfaceError)):
+        logger.warning("database unavailable: %s", type(exception).__name__)
+        return JsonResponse(
+            DATABASE_UNAVAILABLE_BODY, status=DATABASE_UNAVAILABLE_STATUS, headers=DATABASE_UNAVAILABLE_HEADERS
+        )
+    return None
+
+
 class EdgeMiddleware:
     """Outermost: binds the request context (request id, client address, user agent), logs each
     request, and answers a lost or exhausted database outside DRF views (admin, health) with the
@@ -114,33 +150,143 @@ class EdgeMiddleware:
             response = self.get_response(request)
             duration_ms = (time.perf_counter() - started) * 1000
             response["X-Request-ID"] = context.request_id_text
-            # Path only: query strings and bodies can carry content we must not log.
-            request_logger.info(
-                "%s %s %s %.1fms",
-                context.method,
-                context.path,
-                response.status_code,
-                duration_ms,
-                extra={
-                    "method": context.method,
-                    "path": context.path,
-                    "status": response.status_code,
-                    "duration_ms": round(duration_ms, 2),
-                    "user_id": _user_id(request),
-                    "client_ip": context.ip_address,
-                },
-            )
+            log_request(context, request, response, duration_ms)
         finally:
             unbind(token)
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, (OperationalError, InterfaceError)):
-            logger.warning("database unavailable: %s", type(exception).__name__)
-            return JsonResponse(
-                DATABASE_UNAVAILABLE_BODY, status=DATABASE_UNAVAILABLE_STATUS, headers=DATABASE_UNAVAILABLE_HEADERS
-            )
-        return None
+        return database_unavailable(exception)
+
+
+# --- API and probe requests: the edge's work in one layer --------------------------------------
+
+
+class _HeaderProbe:
+    """What SecurityMiddleware asks of a request when it writes its response headers."""
+
+    def __init__(self, secure: bool) -> None:
+        self.secure = secure
+
+    def is_secure(self) -> bool:
+        return self.secure
+
+
+Header = tuple[str, tuple[str, str]]  # as ResponseHeaders stores one: (lower-case name, (name, value))
+
+
+def _added_headers(write: Callable[[HttpResponse], object]) -> tuple[Header, ...]:
+    """The headers ``write`` adds to a plain response, as ResponseHeaders stores them."""
+    response = HttpResponse()
+    before = dict(response.headers._store)
+    write(response)
+    return tuple((lower, pair) for lower, pair in response.headers._store.items() if lower not in before)
+
+
+class ApiEdgeMiddleware:
+    """API and probe requests without a session cookie (config.handlers): what MetricsMiddleware,
+    EdgeMiddleware, SecurityMiddleware, HostileInputMiddleware, CommonMiddleware and
+    XFrameOptionsMiddleware do in the whole stack, in their order, as one layer.
+
+    Each rule is theirs, not a copy: the request metrics, the context, the log line, the 503 and
+    the hostile-input check are the same functions; host validation, the HTTPS redirect and
+    APPEND_SLASH are Django's own methods; the security and frame headers are the ones Django's
+    SecurityMiddleware and XFrameOptionsMiddleware write, asked of them once at start-up (for a
+    plain and for a secure request: they depend on nothing else) and set as they set them (only
+    where the response has none). What goes is six layers of hooks, wrappers and per-request
+    header encoding: bench/README.md has the measurement. tests/config/test_handlers.py holds
+    this layer's answers (status, headers, body, log line, metrics) to the whole stack's.
+
+    ``/metrics`` is not an API or probe path, so it never reaches this layer.
+    """
+
+    REPLACES = (
+        "config.observability.middleware.MetricsMiddleware",
+        "config.middleware.EdgeMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "config.middleware.HostileInputMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    )
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.metrics = settings.METRICS_ENABLED
+        self.security = SecurityMiddleware(get_response)
+        self.common = CommonMiddleware(get_response)
+        frames = XFrameOptionsMiddleware(get_response)
+        security = self.security
+
+        def secured(secure: bool) -> Callable[[HttpResponse], object]:
+            return lambda response: security.process_response(_HeaderProbe(secure), response)  # type: ignore[arg-type]
+
+        self.security_headers = {secure: _added_headers(secured(secure)) for secure in (False, True)}
+        self.hsts = self.security_headers[False] != self.security_headers[True]
+        framed = _added_headers(lambda response: frames.process_response(None, response))  # type: ignore[arg-type]
+        self.frame_header: Header | None = framed[0] if framed else None
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if self.metrics and not metrics.sampling:
+            metrics.start_sampler()
+        started = time.perf_counter()
+        context = from_request(request)
+        request.request_id = context.request_id  # type: ignore[attr-defined]
+        token = bind(context)
+        try:
+            response = self._secured(request)
+            finished = time.perf_counter()
+            response.headers._store["x-request-id"] = ("X-Request-ID", context.request_id_text)
+            log_request(context, request, response, (finished - started) * 1000)
+        finally:
+            unbind(token)
+        if self.metrics:
+            record_request(request, response, finished - started)
+        return response
+
+    def _secured(self, request: HttpRequest) -> HttpResponseBase:
+        """SecurityMiddleware's place: its redirect, then its headers on whatever answers."""
+        response: HttpResponseBase | None = None
+        if self.security.redirect:
+            try:
+                response = self.security.process_request(request)
+            except Exception as exc:  # Django's wrapper answers it, without the security headers
+                return response_for_exception(request, exc)
+        if response is None:
+            try:
+                response = hostile_input(request) or self._common(request)
+            except Exception as exc:  # what the wrapper around HostileInputMiddleware answers
+                response = response_for_exception(request, exc)
+        store = response.headers._store
+        for lower, pair in self.security_headers[self.hsts and request.is_secure()]:
+            if lower not in store:
+                store[lower] = pair
+        return response
+
+    def _common(self, request: HttpRequest) -> HttpResponseBase:
+        """CommonMiddleware's place (host validation, APPEND_SLASH, Content-Length), with
+        XFrameOptionsMiddleware's header inside it."""
+        try:
+            redirect = self.common.process_request(request)  # DisallowedHost: a 400, as in the stack
+        except Exception as exc:
+            return response_for_exception(request, exc)
+        if redirect is not None:  # PREPEND_WWW
+            return self.common.process_response(request, redirect)
+        response = self.get_response(request)
+        store = response.headers._store
+        frame = self.frame_header
+        if (
+            frame is not None
+            and "x-frame-options" not in store
+            and not getattr(response, "xframe_options_exempt", False)
+        ):
+            store[frame[0]] = frame[1]
+        if response.status_code == 404 or "content-length" in store or response.streaming:
+            return self.common.process_response(request, response)
+        store["content-length"] = ("Content-Length", str(len(response.content)))
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        return database_unavailable(exception)
 
 
 # --- the admin's machinery, out of the way of API clients -------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from config.context import client_ip
 from config.observability import metrics
@@ -72,6 +72,33 @@ def may_read_metrics(request: HttpRequest) -> bool:
     return any(ip in network for network in _allowed_networks())
 
 
+def serve_metrics(request: HttpRequest) -> HttpResponse | None:
+    """``GET /metrics`` for a caller that may read it; None for anything else."""
+    if request.path_info == METRICS_PATH and request.method == "GET" and may_read_metrics(request):
+        return HttpResponse(
+            metrics.exposition(),
+            content_type="text/plain; version=0.0.4; charset=utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
+    return None
+
+
+def record_request(request: HttpRequest, response: HttpResponseBase, seconds: float) -> None:
+    """Count one answered request and its duration under its route template."""
+    match = request.resolver_match
+    route = route_template(match.route) if match is not None else UNMATCHED
+    method = request.method if request.method in METHODS else "other"
+    status = response.status_code // 100
+    counter = _counters.get((method, route, status))
+    if counter is None:
+        counter = _counters[(method, route, status)] = metrics.http_requests.labels(method, route, f"{status}xx")
+    counter.inc()
+    histogram = _histograms.get((method, route))
+    if histogram is None:
+        histogram = _histograms[(method, route)] = metrics.http_request_duration.labels(method, route)
+    histogram.observe(seconds)
+
+
 class MetricsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         if not settings.METRICS_ENABLED:
@@ -79,27 +106,12 @@ class MetricsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path_info == METRICS_PATH and request.method == "GET" and may_read_metrics(request):
-            return HttpResponse(
-                metrics.exposition(),
-                content_type="text/plain; version=0.0.4; charset=utf-8",
-                headers={"Cache-Control": "no-store"},
-            )
+        scrape = serve_metrics(request)
+        if scrape is not None:
+            return scrape
         if not metrics.sampling:
             metrics.start_sampler()
         started = time.perf_counter()
         response = self.get_response(request)
-        seconds = time.perf_counter() - started
-        match = request.resolver_match
-        route = route_template(match.route) if match is not None else UNMATCHED
-        method = request.method if request.method in METHODS else "other"
-        status = response.status_code // 100
-        counter = _counters.get((method, route, status))
-        if counter is None:
-            counter = _counters[(method, route, status)] = metrics.http_requests.labels(method, route, f"{status}xx")
-        counter.inc()
-        histogram = _histograms.get((method, route))
-        if histogram is None:
-            histogram = _histograms[(method, route)] = metrics.http_request_duration.labels(method, route)
-        histogram.observe(seconds)
+        record_request(request, response, time.perf_counter() - started)
         return response

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 from wsgiref.util import setup_testing_defaults
@@ -13,13 +14,15 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 from django.conf import settings
 from django.core.cache import close_caches
+from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, reset_queries
 from django.dispatch.dispatcher import _make_id
 
 from config.db.pool import serving_one_request_at_a_time
-from config.handlers import LaneWSGIHandler, idle_request_receivers
+from config.handlers import LaneWSGIHandler, idle_request_receivers, lean_middleware
+from config.middleware import ApiEdgeMiddleware
 
 
 def call(
@@ -61,8 +64,10 @@ def _same(lean: tuple[int, dict[str, str], bytes], whole: tuple[int, dict[str, s
     (lean_status, lean_headers, lean_body), (status, headers, body) = lean, whole
     assert lean_status == status
     assert lean_headers.keys() == headers.keys()
-    for name in headers.keys() - {"X-Request-ID"}:
+    for name in headers.keys() - {"X-Request-ID", "Content-Length"}:
         assert lean_headers[name] == headers[name], name
+    if "Content-Length" in headers:
+        assert int(lean_headers["Content-Length"]) == len(lean_body) and int(headers["Content-Length"]) == len(body)
     if lean_body != body:  # a probe's answer carries the time: the same fields, then
         assert json.loads(lean_body).keys() == json.loads(body).keys()
 
@@ -79,9 +84,31 @@ def test_the_lean_chain_is_the_stack_without_what_serves_only_staff_pages(handle
         "StaffMessageMiddleware",
     ):
         assert staff_only not in lean
-    assert [name for name in whole if name in lean] == lean  # the rest, in the same order
-    assert {"MetricsMiddleware", "EdgeMiddleware", "SecurityMiddleware", "HostileInputMiddleware"} <= set(lean)
-    assert {"CommonMiddleware", "XFrameOptionsMiddleware"} <= set(lean)
+    # The six layers ApiEdgeMiddleware does the work of, in its one place; the rest in order.
+    replaced = {name.rsplit(".", 1)[1] for name in ApiEdgeMiddleware.REPLACES}
+    assert replaced <= set(whole)
+    assert not replaced & set(lean)
+    expected = [name for name in whole if name not in replaced and name in lean]
+    assert [name for name in lean if name != "ApiEdgeMiddleware"] == expected
+    assert lean.count("ApiEdgeMiddleware") == 1
+    first = min(whole.index(name) for name in replaced)
+    assert lean.index("ApiEdgeMiddleware") == len([n for n in whole[:first] if n in lean])
+
+
+def test_the_six_layers_must_sit_together_for_the_edge_to_stand_for_them(settings):
+    settings.MIDDLEWARE = [
+        "config.observability.middleware.MetricsMiddleware",
+        "config.middleware.EdgeMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "config.middleware.HostileInputMiddleware",
+        "django.middleware.gzip.GZipMiddleware",  # in between, and not staff-only
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ]
+    with pytest.raises(ImproperlyConfigured, match="ApiEdgeMiddleware"):
+        lean_middleware(settings.MIDDLEWARE)
+    settings.MIDDLEWARE = ["django.middleware.gzip.GZipMiddleware"]  # none of them: nothing to stand for
+    assert lean_middleware(settings.MIDDLEWARE) == ["django.middleware.gzip.GZipMiddleware"]
 
 
 def _chain_members(handler: Any) -> list[Any]:
@@ -99,21 +126,132 @@ def _chain_members(handler: Any) -> list[Any]:
         current = instance.get_response
 
 
+def _both(
+    handlers: tuple[LaneWSGIHandler, WSGIHandler], method: str, path: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    lane, whole = handlers
+    lean_answer = call(lane, method, path, headers=headers)
+    whole_answer = call(whole, method, path, headers=headers)
+    _same(lean_answer, whole_answer)
+    assert "X-Request-ID" in lean_answer[1] and "X-Request-ID" in whole_answer[1]
+    return lean_answer
+
+
 @pytest.mark.django_db(transaction=False)
 def test_api_answers_match_the_whole_stack(handlers, alice):
-    lane, whole = handlers
     auth = {"HTTP_AUTHORIZATION": f"Bearer {alice.raw_key}"}
     for method, path, headers in [
         ("GET", "/api/v1/users/me/", auth),
+        ("HEAD", "/api/v1/users/me/", auth),
+        ("OPTIONS", "/api/v1/sessions/", auth),
+        ("DELETE", "/api/v1/users/me/", auth),  # a 405
         ("GET", "/api/v1/users/me", auth),  # APPEND_SLASH's redirect stays
+        ("POST", "/api/v1/sessions", auth),  # for a write too (DEBUG off)
         ("GET", "/api/v1/sessions/?page_size=x", auth),  # a 400
         ("GET", "/api/v1/users/me/", {}),  # a 401
         ("GET", "/api/v1/nowhere/", auth),  # a 404
+        ("GET", "/api/v1/nowhere", auth),  # a 404 that no slash would find
         ("GET", "/health/live", {}),
+        ("GET", "/health", {}),
+        ("GET", "/api/schema/", {}),  # a large answer
+        # (Not /api/docs/: its page asks for a CSRF token, which only the whole stack sets as a
+        # cookie; staff, who sign in with a session, get the whole stack.)
         ("GET", "/api/v1/users/me/", {**auth, "HTTP_HOST": "evil.example"}),  # ALLOWED_HOSTS stays
         ("GET", "/api/v1/users/me/?q=%ff", auth),  # hostile input stays
+        ("GET", "/api/v1/users/me%00/", auth),
+        ("GET", "/api/v1/users/me/", {**auth, "HTTP_X_REQUEST_ID": "0b6c1f0e-8a3f-4a57-9c52-3f0c7c1d2e4a"}),
     ]:
-        _same(call(lane, method, path, headers=headers), call(whole, method, path, headers=headers))
+        _both(handlers, method, path, headers)
+
+
+@pytest.mark.django_db(transaction=False)
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"SECURE_SSL_REDIRECT": True},  # plain HTTP: the redirect, with the security headers
+        {"SECURE_SSL_REDIRECT": True, "ALLOWED_HOSTS": ["127.0.0.1"]},  # and a bad Host in the redirect
+        {"SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"), "SECURE_HSTS_SECONDS": 600},  # HSTS
+        {"SECURE_REFERRER_POLICY": "no-referrer, strict-origin", "SECURE_CROSS_ORIGIN_OPENER_POLICY": None},
+        {"X_FRAME_OPTIONS": "SAMEORIGIN", "SECURE_CONTENT_TYPE_NOSNIFF": False},
+        {"DISALLOWED_USER_AGENTS": [re.compile("badbot")]},  # a 403 from CommonMiddleware
+        {"PREPEND_WWW": True},
+        {"APPEND_SLASH": False},
+    ],
+    ids=["ssl-redirect", "ssl-redirect-bad-host", "hsts", "referrer", "frames", "user-agents", "www", "no-slash"],
+)
+def test_answers_under_other_security_settings_match_the_whole_stack(settings, alice, overrides, request):
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        handlers = (LaneWSGIHandler(), WSGIHandler())  # built under these settings, as at start-up
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {alice.raw_key}", "HTTP_USER_AGENT": "badbot/1.0"}
+        secure = {**auth, "HTTP_X_FORWARDED_PROTO": "https", "wsgi.url_scheme": "https"}
+        answers = [
+            _both(handlers, method, path, headers)
+            for method, path, headers in [
+                ("GET", "/api/v1/users/me/", auth),
+                ("GET", "/api/v1/users/me/", secure),
+                ("GET", "/api/v1/users/me", auth),
+                ("GET", "/health/live", auth),  # exempt from the HTTPS redirect
+                ("GET", "/api/v1/users/me/?q=%ff", auth),
+            ]
+        ]
+        # Each setting did what it says (so the comparison above compared something).
+        plain, secured, unslashed, live, _ = answers
+        expected = {
+            "ssl-redirect": lambda: plain[0] == 301 and plain[1]["Location"].startswith("https://") and live[0] == 200,
+            "ssl-redirect-bad-host": lambda: plain[0] == 400,
+            "hsts": lambda: "Strict-Transport-Security" in secured[1] and "Strict-Transport-Security" not in plain[1],
+            "referrer": lambda: (
+                plain[1]["Referrer-Policy"] == "no-referrer,strict-origin"
+                and "Cross-Origin-Opener-Policy" not in plain[1]
+            ),
+            "frames": lambda: plain[1]["X-Frame-Options"] == "SAMEORIGIN" and "X-Content-Type-Options" not in plain[1],
+            "user-agents": lambda: plain[0] == 403,
+            "www": lambda: plain[0] == 301 and "//www." in plain[1]["Location"],
+            "no-slash": lambda: unslashed[0] == 404,
+        }
+        assert expected[request.node.callspec.id](), answers
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+        serving_one_request_at_a_time(False)
+
+
+@pytest.mark.django_db(transaction=False)
+def test_the_lean_chain_logs_and_counts_each_request_as_the_whole_stack_does(handlers, alice, caplog):
+    from prometheus_client import REGISTRY
+
+    def counted(route: str, status: str) -> float:
+        labels = {"method": "GET", "route": route, "status": status}
+        return REGISTRY.get_sample_value("agent_platform_http_requests_total", labels) or 0.0
+
+    lane, whole = handlers
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {alice.raw_key}"}
+    lines = []
+    for handler in (lane, whole):
+        before = counted("/api/v1/users/me/", "2xx"), counted("unmatched", "4xx")
+        caplog.clear()
+        with caplog.at_level("INFO", logger="request"):
+            assert call(handler, "GET", "/api/v1/users/me/?secret=not-logged", headers=auth)[0] == 200
+            assert call(handler, "GET", "/api/v1/nowhere/", headers=auth)[0] == 404
+        assert (counted("/api/v1/users/me/", "2xx"), counted("unmatched", "4xx")) == (before[0] + 1, before[1] + 1)
+        records = [r for r in caplog.records if r.name == "request"]
+        assert len(records) == 2
+        lines.append(
+            [(r.getMessage().rsplit(" ", 1)[0], r.method, r.path, r.status, r.user_id, r.client_ip) for r in records]
+        )  # type: ignore[attr-defined]
+    assert lines[0] == lines[1]
+    assert lines[0][0] == (
+        "GET /api/v1/users/me/ 200",
+        "GET",
+        "/api/v1/users/me/",
+        200,
+        str(alice.user.pk),
+        "127.0.0.1",
+    )
 
 
 @pytest.mark.django_db(transaction=False)
