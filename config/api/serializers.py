@@ -26,13 +26,15 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Callable
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from django.db import models
 from django.utils import timezone
 from rest_framework import ISO_8601, relations, serializers
 from rest_framework.settings import api_settings
+
+from config.api.fields import JSONTextObjectField
 
 _MISSING = object()
 # (field name, attribute to read or None for DRF's own path, formatter or None, whether the
@@ -42,10 +44,13 @@ Step = tuple[str, str | None, Callable[..., Any] | None, bool, serializers.Field
 
 def _datetime(field: serializers.DateTimeField) -> Callable[[Any, tzinfo], Any]:
     def represent(value: Any, zone: tzinfo) -> Any:
-        if isinstance(value, str) or not timezone.is_aware(value):
+        if value.__class__ is datetime and value.tzinfo is zone:
+            text = value.isoformat()  # already in the current zone (rows are loaded in it)
+        elif isinstance(value, str) or not timezone.is_aware(value):
             return field.to_representation(value)
-        # DRF: enforce_timezone (the current zone), isoformat, "+00:00" written as "Z".
-        text = value.astimezone(zone).isoformat()
+        else:
+            # DRF: enforce_timezone (the current zone), isoformat, "+00:00" written as "Z".
+            text = value.astimezone(zone).isoformat()
         return text[:-6] + "Z" if text.endswith("+00:00") else text
 
     return represent
@@ -85,6 +90,8 @@ def _formatter(field: serializers.Field) -> tuple[str, Callable[..., Any] | None
         return attr, str
     if isinstance(field, serializers.JSONField) and not field.binary:
         return attr, None
+    if type(field) is JSONTextObjectField:
+        return attr, field.to_representation
     return None
 
 
@@ -107,7 +114,8 @@ class FrozenListSerializer(serializers.ListSerializer):
         child = self.child
         assert isinstance(child, FrozenFieldsModelSerializer)
         zone = timezone.get_current_timezone()
-        return [child.represent(item, zone) for item in iterable]
+        represent, plan = child.represent, child._plan()
+        return [represent(item, zone, plan) for item in iterable]
 
 
 class FrozenFieldsModelSerializer(serializers.ModelSerializer):
@@ -141,10 +149,10 @@ class FrozenFieldsModelSerializer(serializers.ModelSerializer):
     def to_representation(self, instance: Any) -> dict[str, Any]:
         return self.represent(instance, timezone.get_current_timezone())
 
-    def represent(self, instance: Any, zone: tzinfo) -> dict[str, Any]:
-        """``to_representation`` with the current time zone already looked up."""
+    def represent(self, instance: Any, zone: tzinfo, plan: tuple[Step, ...] | None = None) -> dict[str, Any]:
+        """``to_representation`` with the current time zone (and the plan) already looked up."""
         result: dict[str, Any] = {}
-        for name, attr, format_value, zoned, field in self._plan():
+        for name, attr, format_value, zoned, field in plan or self._plan():
             if attr is None:  # DRF's own path for this field
                 try:
                     attribute = field.get_attribute(instance)

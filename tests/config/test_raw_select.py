@@ -3,14 +3,23 @@ loaded the ORM's way, distinct values by a loose index scan, arrays bound as the
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 from django.db import connection
 from django.db.models import Q
 
-from agent_sessions.models import ACTIVE, Session
-from config.db.raw_select import ModelColumns, array_literal, distinct_values, select_all, statement_cursor, where_sql
+from agent_sessions.models import ACTIVE, Message, Session
+from config.db.raw_select import (
+    ModelColumns,
+    array_literal,
+    distinct_values,
+    load_json,
+    select_all,
+    statement_cursor,
+    where_sql,
+)
 from config.db.soft_delete import LIVE
 
 pytestmark = pytest.mark.django_db
@@ -137,3 +146,41 @@ def test_an_array_literal_reads_back_as_psycopg_binds_the_list(cursor_of):
     assert ours_ids == psycopg_ids == ids
     assert ours_numbers == psycopg_numbers == numbers
     assert empty == []
+
+
+# JSON whose reading could differ between parsers: integers past 64 bits, numbers past a double,
+# exponents, escapes, non-ASCII, deep nesting, the empty containers.
+AWKWARD_JSON = [
+    "{}",
+    "[]",
+    "null",
+    '{"n": 123456789012345678901234567890}',
+    '{"n": -9223372036854775809, "m": 9223372036854775807, "k": 18446744073709551616}',
+    '{"f": 1.5e-7, "g": 2E+3, "h": 0.1, "i": 1.0, "j": -0.0, "k": 1e308}',
+    '{"big": 1e400}',
+    '{"s": "caf\\u00e9 \\ud83d\\ude00 \\"q\\" \\\\ \\n", "t": "0123456789012345678901"}',
+    '{"deep": [[[[{"a": [1, {"b": null}]}]]]], "bool": [true, false]}',
+    '{"b": 2, "a": 1, "aa": {"z": [], "y": {}}}',
+]
+
+
+@pytest.mark.parametrize("text", AWKWARD_JSON)
+def test_json_columns_load_as_djangos_json_field_loads_them(text):
+    field = Message._meta.get_field("metadata")
+    with connection.cursor() as cursor:  # PostgreSQL's own spelling of the stored value
+        cursor.execute("SELECT %s::jsonb::text", [text])
+        stored = cursor.fetchone()[0]
+    ours = load_json(stored)
+    django = field.from_db_value(stored, None, connection)
+    assert ours == django
+    assert json.dumps(ours, sort_keys=True) == json.dumps(django, sort_keys=True)  # ints stay ints
+    assert [type(v) for v in _leaves(ours)] == [type(v) for v in _leaves(django)]
+    assert load_json(None) is None
+
+
+def _leaves(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [leaf for key in value for leaf in _leaves(value[key])]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
