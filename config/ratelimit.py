@@ -2,15 +2,27 @@
 
 Rates are written as DRF writes them (``100/hour``, ``600/min``, ``10/s``) plus ``none`` for
 unlimited. Counters are fixed windows shared by every gunicorn worker and every app host: in
-Redis when REDIS_URL is set (INCR and EXPIRE ... NX in one round trip), else in PostgreSQL
+Redis when REDIS_URL is set (INCRBY and EXPIRE ... NX in one round trip), else in PostgreSQL
 (config.db.counters: one upsert statement). The API's tier throttle and failed-authentication throttle (``apikeys.throttling``)
 and the admin's login throttle (``accounts.admin_site``) all count here.
+
+Each process takes its hits from the shared counter in leases: one round trip adds a lease's
+size to the counter and the process hands out those numbers itself, one per hit, in order, so a
+window never admits more than its limit, whoever counts. A lease is one hit unless this process
+has been counting that key faster than one hit per LEASE_SECONDS / 2; then it covers about
+LEASE_SECONDS of that process's own rate (at most MAX_LEASE), and never more than a 32nd of
+what the window still allows. What a process leased and did not use before the window ended
+is counted all the same: a key in heavy use may be refused up to that many hits early (a few,
+near its limit; none for a key used at an ordinary pace). Once a window is used up, the process
+refuses the key until the window ends without asking again.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -41,11 +53,12 @@ def parse_rate(value: str, *, name: str = "rate") -> tuple[int, int] | None:
     return requests, PERIODS[period[0]]
 
 
-# INCR and, on a window's first hit, its expiry: one atomic round trip (EVALSHA of a cached
+# INCRBY and, on a window's first hit, its expiry: one atomic round trip (EVALSHA of a cached
 # script; redis-py loads it again if the server forgot it).
 _INCREMENT_LUA = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local amount = tonumber(ARGV[2])
+local count = redis.call('INCRBY', KEYS[1], amount)
+if count == amount then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
 
@@ -62,14 +75,44 @@ def _redis_increment(backend: RedisCache) -> Any:
     return script
 
 
-def _increment(key: str, period: int) -> int:
-    """One more hit on ``key``, whose window lasts ``period`` seconds; the count so far."""
+def _increment(key: str, period: int, amount: int = 1) -> int:
+    """``amount`` more hits on ``key``, whose window lasts ``period`` seconds; the count so far."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         # make_key, not make_and_validate_key: the keys are ours (ASCII, no spaces), and the
         # validation only warns about memcached.
-        return int(_redis_increment(backend)(keys=[backend.make_key(key)], args=[period + 1]))
-    return counters.increment(key, expires=timezone.now() + timedelta(seconds=period + 1))
+        return int(_redis_increment(backend)(keys=[backend.make_key(key)], args=[period + 1, amount]))
+    return counters.increment(key, expires=timezone.now() + timedelta(seconds=period + 1), amount=amount)
+
+
+# A lease covers about this long of the process's own rate for a key (see the module docstring).
+LEASE_SECONDS = 0.05
+MAX_LEASE = 64
+_LEASES_LIMIT = 4096  # keys are the clients'; a full table starts over (each key's next hit asks)
+
+
+@dataclass
+class _Lease:
+    """This process's numbers in one key's current window: ``next`` .. ``last`` are its to hand
+    out; ``size`` and ``taken`` (monotonic) say how fast it used its last lease."""
+
+    window: int
+    next: int
+    last: int
+    size: int
+    taken: float
+    used_up: bool = False
+
+
+_leases: dict[tuple[str, int], _Lease] = {}
+_leases_lock = threading.Lock()
+
+
+def _lease_size(previous: _Lease | None, remaining: int, now: float) -> int:
+    if previous is None:
+        return 1
+    rate = previous.size / max(now - previous.taken, 1e-3)  # hits a second through this process
+    return max(1, min(int(rate * LEASE_SECONDS), MAX_LEASE, remaining // 32))
 
 
 def hit(counter: str, limit: int, period: int) -> tuple[bool, int]:
@@ -77,9 +120,35 @@ def hit(counter: str, limit: int, period: int) -> tuple[bool, int]:
     now = time.time()
     window = int(now // period)
     reset_in = max(1, int((window + 1) * period - now + 0.999))
+    slot = (counter, period)
+    with _leases_lock:
+        lease = _leases.get(slot)
+        if lease is not None and lease.window == window:
+            if lease.used_up:
+                return False, reset_in
+            if lease.next <= lease.last:
+                lease.next += 1
+                return True, reset_in
+        elif lease is not None:
+            lease.used_up = False  # a new window: the rate carries over, nothing else
+    moment = time.monotonic()
+    size = _lease_size(lease, limit - (lease.last if lease is not None and lease.window == window else 0), moment)
     try:
-        count = _increment(f"rl:{counter}:{period}:{window}", period)
+        total = _increment(f"rl:{counter}:{period}:{window}", period, size)
     except Exception as exc:  # the cache is down: prefer serving to refusing everyone
         logger.warning("rate-limit cache unavailable, not counting: %s", type(exc).__name__)
         return True, reset_in
-    return count <= limit, reset_in
+    first = total - size + 1  # this hit's number; the rest of the lease follows it
+    granted = _Lease(window=window, next=first + 1, last=min(total, limit), size=size, taken=moment)
+    granted.used_up = first > limit or granted.next > limit
+    with _leases_lock:
+        if len(_leases) >= _LEASES_LIMIT:
+            _leases.clear()
+        _leases[slot] = granted
+    return first <= limit, reset_in
+
+
+def forget_leases() -> None:
+    """Drop this process's leases (tests that count a key from scratch)."""
+    with _leases_lock:
+        _leases.clear()

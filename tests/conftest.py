@@ -28,6 +28,7 @@ from apikeys.authentication import forget_recent_keys
 from apikeys.models import APIKey
 from apikeys.services import api_key_create
 from config.identity_providers import identity_providers_from
+from config.ratelimit import forget_leases
 from tests.oidc_provider import MockProvider, Providers, provider_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -55,8 +56,10 @@ def make_client(raw_key: str | None = None, *, header: str = "bearer") -> APICli
 
 @pytest.fixture(autouse=True)
 def _fresh_key_reuse() -> None:
-    """Each test starts with no API key reused from an earlier one (apikeys.authentication)."""
+    """Each test starts with no API key reused from an earlier one (apikeys.authentication) and no
+    rate-limit lease taken by an earlier one (config.ratelimit)."""
     forget_recent_keys()
+    forget_leases()
 
 
 @pytest.fixture

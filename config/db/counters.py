@@ -27,8 +27,8 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {TABLE} (
 )
 """
 _INCREMENT_SQL = f"""
-INSERT INTO {TABLE} AS c (key, count, expires) VALUES (%s, 1, %s)
-ON CONFLICT (key) DO UPDATE SET count = c.count + 1
+INSERT INTO {TABLE} AS c (key, count, expires) VALUES (%s, %s, %s)
+ON CONFLICT (key) DO UPDATE SET count = c.count + EXCLUDED.count
 RETURNING count
 """  # noqa: S608 (a constant table name; the key and expiry are parameters)
 _SWEEP_SQL = f"DELETE FROM {TABLE} WHERE expires < now()"  # noqa: S608
@@ -36,8 +36,8 @@ _SWEEP_SQL = f"DELETE FROM {TABLE} WHERE expires < now()"  # noqa: S608
 SWEEP_ONE_IN = 2000
 
 
-def increment(key: str, *, expires: datetime, using: str = "default") -> int:
-    """Add one to ``key`` (created at 1, kept until ``expires``); return the new count.
+def increment(key: str, *, expires: datetime, amount: int = 1, using: str = "default") -> int:
+    """Add ``amount`` to ``key`` (created at it, kept until ``expires``); return the new count.
 
     In autocommit (every request's throttle check) that is one statement; inside a transaction
     it runs in a savepoint, so a failure cannot abort the caller's work."""
@@ -46,7 +46,7 @@ def increment(key: str, *, expires: datetime, using: str = "default") -> int:
         transaction.atomic(using=using) if connection.in_atomic_block else nullcontext(),
         statement_cursor(using) as cursor,
     ):
-        cursor.execute(_INCREMENT_SQL, [key, expires])
+        cursor.execute(_INCREMENT_SQL, [key, amount, expires])
         row = cursor.fetchone()
         if random.randrange(SWEEP_ONE_IN) == 0:  # noqa: S311 (load spreading, not security)
             cursor.execute(_SWEEP_SQL)
