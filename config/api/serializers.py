@@ -114,8 +114,8 @@ class FrozenListSerializer(serializers.ListSerializer):
         child = self.child
         assert isinstance(child, FrozenFieldsModelSerializer)
         zone = timezone.get_current_timezone()
-        represent, plan = child.represent, child._plan()
-        return [represent(item, zone, plan) for item in iterable]
+        represent = child._representer()
+        return [represent(item, zone) for item in iterable]
 
 
 class FrozenFieldsModelSerializer(serializers.ModelSerializer):
@@ -146,33 +146,71 @@ class FrozenFieldsModelSerializer(serializers.ModelSerializer):
             setattr(cls, "_frozen_plan", plan)  # noqa: B010 (one plan per class, not inherited)
         return plan
 
-    def to_representation(self, instance: Any) -> dict[str, Any]:
-        return self.represent(instance, timezone.get_current_timezone())
+    @classmethod
+    def _representer(cls) -> Callable[[Any, tzinfo], dict[str, Any]]:
+        representer: Callable[[Any, tzinfo], dict[str, Any]] | None = cls.__dict__.get("_frozen_representer")
+        if representer is None:
+            representer = _compile(cls._plan(), cls.__qualname__)
+            setattr(cls, "_frozen_representer", representer)  # noqa: B010 (one per class, not inherited)
+        return representer
 
-    def represent(self, instance: Any, zone: tzinfo, plan: tuple[Step, ...] | None = None) -> dict[str, Any]:
-        """``to_representation`` with the current time zone (and the plan) already looked up."""
-        result: dict[str, Any] = {}
-        for name, attr, format_value, zoned, field in plan or self._plan():
-            if attr is None:  # DRF's own path for this field
-                try:
-                    attribute = field.get_attribute(instance)
-                except serializers.SkipField:
-                    continue
-                check = attribute.pk if isinstance(attribute, relations.PKOnlyObject) else attribute
-                result[name] = None if check is None else field.to_representation(attribute)
-                continue
-            value = getattr(instance, attr, _MISSING)
-            if value is _MISSING:  # DRF decides: the field's default, None, or left out
-                try:
-                    value = field.get_attribute(instance)
-                except serializers.SkipField:
-                    continue
-                result[name] = None if value is None else field.to_representation(value)
-                continue
-            if value is not None and format_value is not None:
-                value = format_value(value, zone) if zoned else format_value(value)
-            result[name] = value
-        return result
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return self._representer()(instance, timezone.get_current_timezone())
+
+    def represent(self, instance: Any, zone: tzinfo) -> dict[str, Any]:
+        """``to_representation`` with the current time zone already looked up."""
+        return self._representer()(instance, zone)
+
+
+def _drf_value(result: dict[str, Any], name: str, field: serializers.Field, instance: Any) -> None:
+    """DRF's own path for a field the plan has no formatter for."""
+    try:
+        attribute = field.get_attribute(instance)
+    except serializers.SkipField:
+        return
+    check = attribute.pk if isinstance(attribute, relations.PKOnlyObject) else attribute
+    result[name] = None if check is None else field.to_representation(attribute)
+
+
+def _missing_value(result: dict[str, Any], name: str, field: serializers.Field, instance: Any) -> None:
+    """An attribute the instance lacks: DRF decides (the field's default, None, or left out)."""
+    try:
+        value = field.get_attribute(instance)
+    except serializers.SkipField:
+        return
+    result[name] = None if value is None else field.to_representation(value)
+
+
+def _compile(plan: tuple[Step, ...], label: str) -> Callable[[Any, tzinfo], dict[str, Any]]:
+    """The plan as one straight-line function, a statement per field, instead of a loop that
+    unpacks and branches per field: a page of 50 messages runs it 50 times over 11 fields, and
+    the loop cost more than the formatting (bench/README.md). The code is made from the plan's
+    field and attribute names (model and serializer field names, Python identifiers) and its
+    formatters are passed in, not spelled; tests/api/test_output_serializers.py holds every
+    frozen serializer's output to DRF's."""
+    scope: dict[str, Any] = {"MISSING": _MISSING, "drf": _drf_value, "missing": _missing_value}
+    lines = ["def represent(instance, zone):", "    result = {}"]
+    for i, (name, attr, format_value, zoned, field) in enumerate(plan):
+        if not name.isidentifier() or (attr is not None and not attr.isidentifier()):
+            raise ValueError(f"{label}: field {name!r} ({attr!r}) is not an identifier")
+        scope[f"field{i}"], scope[f"format{i}"] = field, format_value
+        if attr is None:
+            lines.append(f"    drf(result, {name!r}, field{i}, instance)")
+            continue
+        lines += [
+            f"    value = getattr(instance, {attr!r}, MISSING)",
+            "    if value is MISSING:",
+            f"        missing(result, {name!r}, field{i}, instance)",
+        ]
+        if format_value is None:
+            lines.append(f"    else:\n        result[{name!r}] = value")
+        else:
+            call = f"format{i}(value, zone)" if zoned else f"format{i}(value)"
+            lines.append(f"    else:\n        result[{name!r}] = None if value is None else {call}")
+    lines.append("    return result")
+    exec(compile("\n".join(lines), f"<{label} representation>", "exec"), scope)  # noqa: S102 (see above)
+    representer: Callable[[Any, tzinfo], dict[str, Any]] = scope["represent"]
+    return representer
 
 
 # --- input serializers: fields cloned from a prototype, not rebuilt ----------------------------
