@@ -224,6 +224,8 @@ class ApiEdgeMiddleware:
         self.hsts = self.security_headers[False] != self.security_headers[True]
         framed = _added_headers(lambda response: frames.process_response(None, response))  # type: ignore[arg-type]
         self.frame_header: Header | None = framed[0] if framed else None
+        self._hosts_for: tuple[object, bool] | None = None  # (ALLOWED_HOSTS, DEBUG) the hosts passed under
+        self._hosts: set[str] = set()
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if self.metrics and not metrics.sampling:
@@ -266,7 +268,7 @@ class ApiEdgeMiddleware:
         """CommonMiddleware's place (host validation, APPEND_SLASH, Content-Length), with
         XFrameOptionsMiddleware's header inside it."""
         try:
-            redirect = self.common.process_request(request)  # DisallowedHost: a 400, as in the stack
+            redirect = self._checked(request)  # DisallowedHost: a 400, as in the stack
         except Exception as exc:
             return response_for_exception(request, exc)
         if redirect is not None:  # PREPEND_WWW
@@ -284,6 +286,23 @@ class ApiEdgeMiddleware:
             return self.common.process_response(request, response)
         store["content-length"] = ("Content-Length", str(len(response.content)))
         return response
+
+    def _checked(self, request: HttpRequest) -> HttpResponseBase | None:
+        """CommonMiddleware.process_request, its host check remembered: a Host header that passed
+        ALLOWED_HOSTS passes again (clients send the same few), until ALLOWED_HOSTS or DEBUG
+        change. With DISALLOWED_USER_AGENTS or PREPEND_WWW set, Django's method runs whole."""
+        if settings.DISALLOWED_USER_AGENTS or settings.PREPEND_WWW:
+            return self.common.process_request(request)
+        raw = request._get_raw_host()  # type: ignore[attr-defined]  # Django's: the Host it validates
+        allowed = (settings.ALLOWED_HOSTS, settings.DEBUG)
+        if self._hosts_for != allowed:
+            self._hosts_for, self._hosts = allowed, set()
+        if raw not in self._hosts:
+            request.get_host()
+            if len(self._hosts) >= 64:  # the header is the client's: a full set starts over
+                self._hosts.clear()
+            self._hosts.add(raw)
+        return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         return database_unavailable(exception)

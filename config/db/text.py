@@ -20,4 +20,6 @@ def storable(text: str | None, limit: int) -> str | None:
     """``text`` without what PostgreSQL cannot store, cut to ``limit`` characters."""
     if text is None:
         return None
+    if text.isascii() and "\x00" not in text:  # nearly every path and user agent: nothing to strip
+        return text[:limit]
     return _UNSTORABLE.sub("", text)[:limit]

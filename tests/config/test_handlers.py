@@ -349,3 +349,14 @@ def test_a_served_request_is_freed_by_reference_counting_not_left_to_the_collect
     kinds = {kind.__name__ for kind in left if issubclass(kind, (Request, APIView, Message))}
     assert not kinds, f"left to the collector: {kinds} among {len(left)} objects"
     assert len(left) == 0, sorted({kind.__name__ for kind in left})
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_host_that_passed_is_checked_again_once_allowed_hosts_change(handlers, alice, settings):
+    lane, _ = handlers
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {alice.raw_key}"}
+    assert call(lane, "GET", "/api/v1/users/me/", headers=auth)[0] == 200
+    assert call(lane, "GET", "/api/v1/users/me/", headers={**auth, "HTTP_HOST": "evil.example"})[0] == 400
+    settings.ALLOWED_HOSTS = ["api.example.com"]
+    assert call(lane, "GET", "/api/v1/users/me/", headers=auth)[0] == 400  # testserver no longer passes
+    assert call(lane, "GET", "/api/v1/users/me/", headers={**auth, "HTTP_HOST": "api.example.com"})[0] == 200
