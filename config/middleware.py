@@ -122,6 +122,24 @@ def log_request(context: RequestContext, request: HttpRequest, response: HttpRes
     )
 
 
+def served(request: HttpRequest, answer: Callable[[HttpRequest], HttpResponseBase]) -> tuple[HttpResponseBase, float]:
+    """``answer(request)`` inside the request's context (request id, client address, user
+    agent), its X-Request-ID header set and its log line written; the answer and the seconds it
+    took."""
+    started = time.perf_counter()
+    context = from_request(request)
+    request.request_id = context.request_id  # type: ignore[attr-defined]
+    token = bind(context)
+    try:
+        response = answer(request)
+        seconds = time.perf_counter() - started
+        response.headers._store["x-request-id"] = ("X-Request-ID", context.request_id_text)
+        log_request(context, request, response, seconds * 1000)
+    finally:
+        unbind(token)
+    return response, seconds
+
+
 def database_unavailable(exception: Exception) -> JsonResponse | None:
     """A lost or exhausted database outside DRF views (admin, health): the JSON 503 every other
     layer answers it with."""
@@ -141,19 +159,8 @@ class EdgeMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        started = time.perf_counter()
-        context = from_request(request)
-        request.request_id = context.request_id  # type: ignore[attr-defined]
-        token = bind(context)
-        try:
-            response = self.get_response(request)
-            duration_ms = (time.perf_counter() - started) * 1000
-            response["X-Request-ID"] = context.request_id_text
-            log_request(context, request, response, duration_ms)
-        finally:
-            unbind(token)
-        return response
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return served(request, self.get_response)[0]
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         return database_unavailable(exception)
@@ -230,19 +237,9 @@ class ApiEdgeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if self.metrics and not metrics.sampling:
             metrics.start_sampler()
-        started = time.perf_counter()
-        context = from_request(request)
-        request.request_id = context.request_id  # type: ignore[attr-defined]
-        token = bind(context)
-        try:
-            response = self._secured(request)
-            finished = time.perf_counter()
-            response.headers._store["x-request-id"] = ("X-Request-ID", context.request_id_text)
-            log_request(context, request, response, (finished - started) * 1000)
-        finally:
-            unbind(token)
+        response, seconds = served(request, self._secured)
         if self.metrics:
-            record_request(request, response, finished - started)
+            record_request(request, response, seconds)
         return response
 
     def _secured(self, request: HttpRequest) -> HttpResponseBase:

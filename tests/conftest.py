@@ -256,3 +256,19 @@ def streaming_replication() -> Iterator[Any]:
 
 # Debian's Chromium, for the browser tests of any app.
 from tests.browser import browser_page  # noqa: E402,F401
+
+
+def redis_counters_or_skip(settings: Any, prefix: str, url: str = "redis://127.0.0.1:6379/14") -> Any:
+    """Point the default cache (the rate counters' store) at a real Redis under a key prefix of
+    the test's own; the Redis client, or a skip with the reason when no Redis answers."""
+    import redis
+
+    server = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        server.ping()
+    except redis.RedisError:
+        pytest.skip(f"no Redis at {url}: the Redis counter needs a real server (this machine's runs on 6379)")
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": prefix}
+    }
+    return server

@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from config import ratelimit
 from config.db.counters import TABLE
-from tests.conftest import BASE_DIR, database_url
+from tests.conftest import BASE_DIR, database_url, redis_counters_or_skip
 from tests.reliability.servers import service_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -122,18 +122,8 @@ def test_processes_counting_one_key_never_admit_more_than_its_limit():
 
 
 def test_redis_counts_leases_too(settings):
-    import redis
-
-    url = "redis://127.0.0.1:6379/14"
-    server = redis.Redis.from_url(url, socket_connect_timeout=1)
-    try:
-        server.ping()
-    except redis.RedisError:
-        pytest.skip(f"no Redis at {url}: the Redis counter needs a real server (this machine's runs on 6379)")
     prefix = f"rl-lease-{uuid.uuid4().hex[:8]}"
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": prefix}
-    }
+    server = redis_counters_or_skip(settings, prefix)
     assert all(ratelimit.hit("key:heavy", 10**9, 60)[0] for _ in range(2000))
     assert [ratelimit.hit("key:small", 3, 60)[0] for _ in range(5)] == [True, True, True, False, False]
     counts = {
