@@ -231,7 +231,7 @@ class ApiEdgeMiddleware:
         self.hsts = self.security_headers[False] != self.security_headers[True]
         framed = _added_headers(lambda response: frames.process_response(None, response))  # type: ignore[arg-type]
         self.frame_header: Header | None = framed[0] if framed else None
-        self._hosts_for: tuple[object, bool] | None = None  # (ALLOWED_HOSTS, DEBUG) the hosts passed under
+        self._hosts_for: tuple[tuple[str, ...], bool] | None = None  # (ALLOWED_HOSTS, DEBUG) they passed under
         self._hosts: set[str] = set()
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
@@ -291,7 +291,7 @@ class ApiEdgeMiddleware:
         if settings.DISALLOWED_USER_AGENTS or settings.PREPEND_WWW:
             return self.common.process_request(request)
         raw = request._get_raw_host()  # type: ignore[attr-defined]  # Django's: the Host it validates
-        allowed = (settings.ALLOWED_HOSTS, settings.DEBUG)
+        allowed = (tuple(settings.ALLOWED_HOSTS), settings.DEBUG)  # a copy: a list changed in place counts
         if self._hosts_for != allowed:
             self._hosts_for, self._hosts = allowed, set()
         if raw not in self._hosts:

@@ -129,8 +129,7 @@ def hit(counter: str, limit: int, period: int) -> tuple[bool, int]:
             if lease.next <= lease.last:
                 lease.next += 1
                 return True, reset_in
-        elif lease is not None:
-            lease.used_up = False  # a new window: the rate carries over, nothing else
+    # A lease of an earlier window still tells the rate; nothing else of it carries over.
     moment = time.monotonic()
     size = _lease_size(lease, limit - (lease.last if lease is not None and lease.window == window else 0), moment)
     try:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from django.db import models
@@ -44,13 +44,10 @@ Step = tuple[str, str | None, Callable[..., Any] | None, bool, serializers.Field
 
 def _datetime(field: serializers.DateTimeField) -> Callable[[Any, tzinfo], Any]:
     def represent(value: Any, zone: tzinfo) -> Any:
-        if value.__class__ is datetime and value.tzinfo is zone:
-            text = value.isoformat()  # already in the current zone (rows are loaded in it)
-        elif isinstance(value, str) or not timezone.is_aware(value):
+        if isinstance(value, str) or not timezone.is_aware(value):
             return field.to_representation(value)
-        else:
-            # DRF: enforce_timezone (the current zone), isoformat, "+00:00" written as "Z".
-            text = value.astimezone(zone).isoformat()
+        # DRF: enforce_timezone (the current zone), isoformat, "+00:00" written as "Z".
+        text = value.astimezone(zone).isoformat()
         return text[:-6] + "Z" if text.endswith("+00:00") else text
 
     return represent
@@ -156,10 +153,6 @@ class FrozenFieldsModelSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         return self._representer()(instance, timezone.get_current_timezone())
-
-    def represent(self, instance: Any, zone: tzinfo) -> dict[str, Any]:
-        """``to_representation`` with the current time zone already looked up."""
-        return self._representer()(instance, zone)
 
 
 def _drf_value(result: dict[str, Any], name: str, field: serializers.Field, instance: Any) -> None:
