@@ -55,3 +55,16 @@ def test_a_request_is_matched_against_its_own_apps_routes_only(path, other_apps)
     tried_names = {getattr(step, "name", None) for attempt in resolve(path).tried for step in attempt}
     tried_names.discard(None)
     assert not {name for name in tried_names if name.startswith(other_apps)}, tried_names
+
+
+@pytest.mark.parametrize("path", ["/api/v1/users/me/", f"/api/v1/sessions/{SESSION}/messages/"])
+def test_an_api_request_is_matched_before_the_probes_and_staff_pages(path):
+    match = resolve(path)
+    tried_names = {getattr(step, "name", None) for attempt in match.tried for step in attempt}
+    assert not {name for name in tried_names if name and name.startswith(("health", "schema", "docs", "admin"))}
+    assert match.tried[0][0].pattern.describe().startswith("'api/v1/'"), match.tried[0]
+
+
+@pytest.mark.parametrize(("path", "name"), [("/health/live", "health-live"), ("/admin/", "index")])
+def test_probes_and_staff_pages_still_resolve_after_the_api(path, name):
+    assert resolve(path).url_name == name
