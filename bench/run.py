@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -387,7 +388,6 @@ def admin_index(base: str, database_url: str, *, total: int = 1_000_000, request
     authentications, 60 days). Times the first request, which rolls up the settled days once,
     then ``requests`` more, one at a time."""
     import http.cookies
-    import statistics
     import urllib.error
     import urllib.parse
 
@@ -524,19 +524,47 @@ def admin_index_table(figures: dict[str, float]) -> str:
 # --- reporting --------------------------------------------------------------------------------
 
 
+def median_result(runs: list[Result]) -> Result:
+    """One scenario's rounds as one row: the median of each figure (req/s, ratio, p50, p99), the
+    ratio's lowest and highest, errors and requests summed, the most connections seen."""
+    first = runs[0]
+    ratios = [r.ratio for r in runs if r.ratio is not None]
+    to_hello = [v for r in runs if isinstance(v := r.extra.get("ratio_to_project_hello"), float)]
+    return Result(
+        first.name,
+        first.connections,
+        statistics.median([r.rps for r in runs]),
+        statistics.median([r.p50_ms for r in runs]),
+        statistics.median([r.p99_ms for r in runs]),
+        sum(r.errors for r in runs),
+        sum(r.requests for r in runs),
+        ratio=statistics.median(ratios) if ratios else None,
+        extra={
+            "max_db_connections": max(int(r.extra.get("max_db_connections", 0)) for r in runs),  # type: ignore[call-overload]
+            "distinct_backends": max(int(r.extra.get("distinct_backends", 0)) for r in runs),  # type: ignore[call-overload]
+            "ratio_to_project_hello": statistics.median(to_hello) if to_hello else None,
+            "ratio_range": (min(ratios), max(ratios)) if ratios else None,
+            "rounds": [{"rps": r.rps, "ratio": r.ratio, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms} for r in runs],
+        },
+    )
+
+
 def table(results: list[Result], title: str) -> str:
     lines = [
         f"### {title}",
         "",
-        "| scenario | conns | req/s | ratio to bare hello | ratio to project hello | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | conns | req/s | ratio to bare hello | lowest-highest | ratio to project hello | p50 ms | p99 ms "
+        "| errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
+        spread = r.extra.get("ratio_range")
+        span = f"{spread[0]:.2f}-{spread[1]:.2f}" if isinstance(spread, tuple) else "-"
         to_hello = r.extra.get("ratio_to_project_hello")
         hello = f"{to_hello:.2f}" if isinstance(to_hello, float) else "-"
         lines.append(
-            f"| {r.name} | {r.connections} | {r.rps:,.0f} | {ratio} | {hello} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.name} | {r.connections} | {r.rps:,.0f} | {ratio} | {span} | {hello} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
             f"| {r.errors} |"
         )
     return "\n".join(lines)
@@ -577,7 +605,7 @@ def redis_url() -> str | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "10")), help="seconds per load run"
+        "--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "5")), help="seconds per load run"
     )
     parser.add_argument("--growth-duration", type=int, default=int(os.environ.get("BENCH_GROWTH_DURATION", "5")))
     parser.add_argument(
@@ -585,6 +613,12 @@ def main() -> int:
     )
     parser.add_argument("--worker-class", default=None, help="GUNICORN_WORKER_CLASS: sync or gthread")
     parser.add_argument("--threads", type=int, default=None, help="GUNICORN_THREADS (gthread)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=int(os.environ.get("BENCH_ROUNDS", "3")),
+        help="times each load run is repeated, the scenarios in turn, each round with its own floor; the median is reported",
+    )
     parser.add_argument("--connections", default="16,64")
     parser.add_argument("--spread-sessions", type=int, default=200)
     parser.add_argument("--skip-growth", action="store_true")
@@ -681,27 +715,37 @@ def main() -> int:
             if not script:
                 wrk(name, url, connections=16, duration=1, key=k, script=script, env=extra_env)
         for conns in [int(c) for c in args.connections.split(",")]:
-            floor: dict[str, float] = {}
-            for name, url, k, script, extra_env in scenarios:
-                if only and name not in only and name not in floors:
-                    continue
-                with ConnectionSampler(database_url) as sampler:
-                    result = wrk(
-                        name, url, connections=conns, duration=args.duration, key=k, script=script, env=extra_env
+            # The scenarios in turn, --rounds times, each round's ratios to that round's floor: the
+            # machine's speed drifts by 10% and more within minutes, and a scenario measured once
+            # took whatever the machine gave it then (bench/README.md, "Sixth round").
+            rounds: dict[str, list[Result]] = {}
+            for round_number in range(1, args.rounds + 1):
+                floor: dict[str, float] = {}
+                for name, url, k, script, extra_env in scenarios:
+                    if only and name not in only and name not in floors:
+                        continue
+                    with ConnectionSampler(database_url) as sampler:
+                        result = wrk(
+                            name, url, connections=conns, duration=args.duration, key=k, script=script, env=extra_env
+                        )
+                    result.extra = {"max_db_connections": sampler.max_open, "distinct_backends": len(sampler.pids)}
+                    if name in floors:
+                        floor[name] = result.rps
+                    result.ratio = result.rps / floor[floors[0]]
+                    result.extra["ratio_to_project_hello"] = (
+                        result.rps / floor[floors[1]] if floors[1] in floor else None
                     )
-                result.extra = {"max_db_connections": sampler.max_open, "distinct_backends": len(sampler.pids)}
-                if name in floors:
-                    floor[name] = result.rps
-                result.ratio = result.rps / floor[floors[0]]
-                result.extra["ratio_to_project_hello"] = result.rps / floor[floors[1]] if floors[1] in floor else None
+                    rounds.setdefault(name, []).append(result)
+                    print(
+                        f"  [{round_number}/{args.rounds}] {name:40s} c={conns:<3d} {result.rps:9.0f} req/s  "
+                        f"ratio {result.ratio:.2f}  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+                        f"errors {result.errors}  db conns max {sampler.max_open} distinct {len(sampler.pids)}",
+                        flush=True,
+                    )
+            for name, runs in rounds.items():
+                result = median_result(runs)
                 results.append(result)
                 connection_report[f"{name} @{conns}"] = result.extra
-                print(
-                    f"  {name:40s} c={conns:<3d} {result.rps:9.0f} req/s  ratio {result.ratio:.2f}  "
-                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}  "
-                    f"db conns max {sampler.max_open} distinct {len(sampler.pids)}",
-                    flush=True,
-                )
 
         series: dict[str, list[tuple[str, Result]]] = {}
         if not args.skip_growth:
@@ -791,7 +835,8 @@ def main() -> int:
         f"gunicorn {served['workers']} {served['worker_class']} workers x {served['threads']} threads "
         f"(the same for the bare floor), DB_POOL_MODE={env['DB_POOL_MODE']}, pool max {max_size} per worker "
         f"(limit {served['workers'] * max_size}); {os.cpu_count()} cores shared by wrk, gunicorn and PostgreSQL; "
-        f"{args.duration}s per run.\n\n"
+        f"{args.duration}s per run, {args.rounds} rounds (each figure the median of its rounds; each ratio to its "
+        f"round's floor).\n\n"
         f"Database connections during load: at most {worst} open at once, {distinct} distinct backends in one run "
         f"(never one per request).\n"
     )
