@@ -31,8 +31,10 @@ from typing import Any
 
 from django.db import models
 from django.utils import timezone
+from django.utils.functional import cached_property
 from rest_framework import ISO_8601, relations, serializers
 from rest_framework.settings import api_settings
+from rest_framework.utils.serializer_helpers import BindingDict
 
 from config.api.fields import JSONTextObjectField
 
@@ -237,8 +239,18 @@ class PrototypeFieldsMixin(serializers.Serializer):
     re-runs each field's ``__init__`` with deep-copied arguments: a sixth of an append's time
     (bench/README.md). Here the deep copy is made once per class, as a prototype that is never
     bound, and each instance gets shallow copies of it (``_clone``), which DRF then binds to the
-    instance as it binds its own copies. tests/api/test_input_serializers.py holds validation
-    (data and errors, nested, partial, context) to DRF's own ``get_fields``."""
+    instance as it binds its own copies.
+
+    A top-level instance with no context, not partial, whose fields read neither (no default or
+    validator that asks for its context, no hidden field), does not even need copies: its fields
+    would be bound to an instance that differs from a bare one only in the data it validates,
+    which DRF passes to each field as an argument. Such instances share one set of fields, bound
+    once per class to a bare instance (``_shared_fields``): the clones and their binding were half
+    of an append's validation (bench/README.md, "Sixth round"). Validation writes nothing on a
+    field (the validators list a field makes on first use is the same for everyone).
+
+    tests/api/test_input_serializers.py holds validation (data and errors, nested, partial,
+    context) to DRF's own ``get_fields``."""
 
     @classmethod
     def _prototype_fields(cls) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
@@ -250,3 +262,36 @@ class PrototypeFieldsMixin(serializers.Serializer):
 
     def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         return {name: _clone(field) for name, field in self._prototype_fields().items()}
+
+    @cached_property
+    def fields(self) -> BindingDict:
+        if self.parent is None and not self.partial and not self._context:
+            shared = type(self)._shared_fields()
+            if shared is not None:
+                return shared
+        return super().fields
+
+    @classmethod
+    def _shared_fields(cls) -> BindingDict | None:
+        """The fields every context-free, non-partial top-level instance shares, or None where a
+        field reads its serializer's context (they are then bound per instance)."""
+        if "_bound_fields" not in cls.__dict__:
+            bare = cls()
+            fields = serializers.Serializer.fields.func(bare)  # type: ignore[attr-defined]  # bound per instance
+            setattr(cls, "_bound_fields", None if any(map(_reads_context, fields.values())) else fields)  # noqa: B010
+        shared: BindingDict | None = cls.__dict__["_bound_fields"]
+        return shared
+
+
+def _reads_context(field: serializers.Field[Any, Any, Any, Any]) -> bool:
+    """Whether ``field``, or a field inside it, reads its serializer: a default or a validator
+    made with ``requires_context`` (the current user, unique checks), a hidden field."""
+    if isinstance(field, serializers.HiddenField):
+        return True
+    parts = [field.default, *field.validators]
+    if any(getattr(part, "requires_context", False) for part in parts):
+        return True
+    inner = [field.child] if getattr(field, "child", None) is not None else []  # type: ignore[attr-defined]
+    if isinstance(field, serializers.Serializer):
+        inner += list(field.fields.values())
+    return any(map(_reads_context, inner))

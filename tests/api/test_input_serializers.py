@@ -1,6 +1,7 @@
 """Input serializers whose fields are cloned from a prototype (config.api.serializers.
-PrototypeFieldsMixin) validate exactly as DRF's own deep copies do: the same data, the same errors,
-nested lists of serializers included, and each instance owns its fields."""
+PrototypeFieldsMixin), or shared by every context-free top-level instance, validate exactly as DRF's
+own deep copies do: the same data, the same errors, nested lists of serializers included; an
+instance with a context, a partial one or a nested one owns its fields."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ SERIALIZERS = [MessageAppendSerializer, MessageBatchSerializer, MessagePopSerial
 def drfs_own_fields():
     """DRF's get_fields (a deep copy of the declared fields per instance) on every serializer,
     nested ones included, for the time of the block."""
-    ours = PrototypeFieldsMixin.get_fields
+    ours, shared = PrototypeFieldsMixin.get_fields, PrototypeFieldsMixin.__dict__["_shared_fields"]
     PrototypeFieldsMixin.get_fields = serializers.Serializer.get_fields
+    PrototypeFieldsMixin._shared_fields = classmethod(lambda cls: None)  # type: ignore[assignment,method-assign]
     try:
         yield
     finally:
         PrototypeFieldsMixin.get_fields = ours
+        PrototypeFieldsMixin._shared_fields = shared  # type: ignore[method-assign]
 
 
 MESSAGE = {"role": "user", "content": "hi"}
@@ -80,6 +83,42 @@ def test_each_instance_owns_its_fields_and_nested_fields_see_their_own_root():
     assert role_a.root is first and role_b.root is second
     assert role_a.context == {"who": "first"} and role_b.context == {"who": "second"}
     assert first.fields["expected_revision"].root.partial is True and second.partial is False
-    tool_calls = MessageAppendSerializer().fields["tool_calls"]
+    tool_calls = MessageAppendSerializer(context={"who": "third"}).fields["tool_calls"]
     assert tool_calls.child.parent is tool_calls
-    assert tool_calls.child is not MessageAppendSerializer().fields["tool_calls"].child
+    assert tool_calls.child is not MessageAppendSerializer(context={"who": "third"}).fields["tool_calls"].child
+
+
+@pytest.mark.parametrize("serializer_class", SERIALIZERS, ids=lambda c: c.__name__)
+def test_context_free_top_level_instances_share_fields_bound_once(serializer_class):
+    first, second = serializer_class(data={}), serializer_class(data=MESSAGE)
+    assert first.fields is second.fields
+    field = next(iter(first.fields.values()))
+    assert field.root is not first and field.root.partial is False and field.context == {}
+    assert serializer_class(data={}, partial=True).fields is not first.fields
+    assert serializer_class(data={}, context={"request": None}).fields is not first.fields
+
+
+def test_validations_interleaved_on_shared_fields_each_answer_as_drf_alone():
+    """Valid and invalid payloads in turn through the shared fields: nothing one validation
+    leaves behind shows in the next."""
+    rounds = [payload for payload in PAYLOADS for _ in range(2)] + PAYLOADS[::-1]
+    ours = [_outcome(MessageAppendSerializer(data=payload)) for payload in rounds]
+    with drfs_own_fields():
+        drf = [_outcome(MessageAppendSerializer(data=payload)) for payload in rounds]
+    assert ours == drf
+    assert {valid for valid, _ in ours} == {True, False}
+
+
+class _Owned(PrototypeFieldsMixin):
+    owner = serializers.HiddenField(default=serializers.CurrentUserDefault())
+    note = serializers.CharField()
+
+
+class _Plain(PrototypeFieldsMixin):
+    note = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+
+
+def test_a_serializer_whose_fields_read_its_context_never_shares_them():
+    assert _Owned(data={}).fields is not _Owned(data={}).fields
+    assert _Plain(data={}).fields is _Plain(data={}).fields
