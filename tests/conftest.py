@@ -258,6 +258,17 @@ def streaming_replication() -> Iterator[Any]:
 from tests.browser import browser_page  # noqa: E402,F401
 
 
+def within_one_window(period: float = 60.0, needed: float = 10.0) -> None:
+    """Rate limits count in fixed windows (config.ratelimit: the window is ``now // period``): a
+    test that counts a few hits against a per-minute limit fails if a window ends between them.
+    With fewer than ``needed`` seconds left in the current window, wait for the next one."""
+    import time
+
+    left = period - time.time() % period
+    if left < needed:
+        time.sleep(left + 0.05)
+
+
 def redis_counters_or_skip(settings: Any, prefix: str, url: str = "redis://127.0.0.1:6379/14") -> Any:
     """Point the default cache (the rate counters' store) at a real Redis under a key prefix of
     the test's own; the Redis client, or a skip with the reason when no Redis answers."""

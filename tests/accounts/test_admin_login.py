@@ -8,7 +8,7 @@ import uuid
 from django.test import Client
 
 from audit.models import AuditLog
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, within_one_window
 
 
 def attempt(address: str, email: str, password: str) -> tuple[Client, object]:
@@ -25,6 +25,7 @@ def fresh_address() -> str:
 
 def test_failed_logins_are_throttled_per_client_address(settings, make_user):
     settings.ADMIN_LOGIN_RATE = "3/min"
+    within_one_window()
     make_user("staff@example.com", password=PASSWORD, is_staff=True, roles=["admin"])
     address = fresh_address()
     for _ in range(3):
@@ -43,6 +44,7 @@ def test_failed_logins_are_throttled_per_client_address(settings, make_user):
 
 def test_the_limit_counts_failures_not_successes(settings, make_user):
     settings.ADMIN_LOGIN_RATE = "2/min"
+    within_one_window()
     make_user("staff@example.com", password=PASSWORD, is_staff=True)
     address = fresh_address()
     for _ in range(4):
@@ -51,6 +53,7 @@ def test_the_limit_counts_failures_not_successes(settings, make_user):
 
 def test_the_third_failure_of_three_already_says_to_wait(settings, make_user):
     settings.ADMIN_LOGIN_RATE = "3/min"
+    within_one_window()
     address = fresh_address()
     statuses = [attempt(address, "nobody@example.com", "x")[1].status_code for _ in range(3)]
     assert statuses == [200, 200, 429]

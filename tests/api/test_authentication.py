@@ -10,7 +10,7 @@ from apikeys import keys
 from apikeys.authentication import KEY_REUSE_SECONDS
 from apikeys.models import APIKey
 from audit.models import AuditLog
-from tests.conftest import make_client
+from tests.conftest import make_client, within_one_window
 
 pytestmark = pytest.mark.django_db
 ME = "/api/v1/users/me/"
@@ -128,6 +128,7 @@ def test_non_staff_session_is_not_enough(client, make_user):
 
 def test_failed_authentications_are_throttled_per_client_address(settings, db):
     settings.AUTH_FAILURE_RATE = "3/min"
+    within_one_window()
     client = make_client(keys.generate().raw)
     statuses = [client.get(ME, REMOTE_ADDR="203.0.113.7").status_code for _ in range(5)]
     assert statuses == [401, 401, 401, 429, 429]

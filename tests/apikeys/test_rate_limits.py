@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import make_client, redis_counters_or_skip
+from tests.conftest import make_client, redis_counters_or_skip, within_one_window
 
 pytestmark = pytest.mark.django_db
 ME = "/api/v1/users/me/"
@@ -12,6 +12,7 @@ ME = "/api/v1/users/me/"
 
 def test_free_tier_is_limited_with_retry_after(alice, make_key, settings):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "free": "3/min"}
+    within_one_window()
     _, raw = make_key(alice.user, tier="free")
     client = make_client(raw)
 
