@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -750,63 +751,50 @@ def main() -> int:
         series: dict[str, list[tuple[str, Result]]] = {}
         if not args.skip_growth:
             d, c = args.growth_duration, 4
+
+            def in_turn(points: list[tuple[str, Callable[[], Result]]]) -> list[tuple[str, Result]]:
+                """Each point's run, the points in turn, --rounds times; the median of each."""
+                runs: dict[str, list[Result]] = {label: [] for label, _ in points}
+                for _ in range(args.rounds):
+                    for label, run in points:
+                        runs[label].append(run())
+                return [(label, median_result(results)) for label, results in runs.items()]
+
+            def appends(size: int) -> Callable[[], Result]:
+                sid_file = RESULTS / f"growth-{size}.txt"
+                sid_file.write_text(growth[size] + "\n")
+                env = {"BENCH_SESSION_IDS": str(sid_file), "BENCH_KEY": key}
+                return lambda: wrk(f"append@{size}", base, connections=c, duration=d, script=WRK_POST, env=env)
+
+            def gets(name: str, url: str, k: str) -> Callable[[], Result]:
+                return lambda: wrk(name, url, connections=c, duration=d, key=k)
+
             print("cost growth ...", flush=True)
             growth = data["growth"]
-            series["append (session already holding N messages)"] = []
-            for size in ("10", "1000", "100000"):
-                sid_file = RESULTS / f"growth-{size}.txt"
-                sid_file.write_text(growth[int(size)] + "\n")
-                r = wrk(
-                    f"append@{size}",
-                    base,
-                    connections=c,
-                    duration=d,
-                    script=WRK_POST,
-                    env={"BENCH_SESSION_IDS": str(sid_file), "BENCH_KEY": key},
-                )
-                series["append (session already holding N messages)"].append((f"{int(size):,} messages", r))
-            deep = base64.b64encode(b"p=99950").decode()
-            big = growth[100_000]
-            series["message page of 50"] = [
-                (
-                    "first page",
-                    wrk(
-                        "page@start",
-                        f"{base}/api/v1/sessions/{big}/messages/?page_size=50",
-                        connections=c,
-                        duration=d,
-                        key=key,
-                    ),
-                ),
-                (
-                    "100,000 deep",
-                    wrk(
-                        "page@deep",
-                        f"{base}/api/v1/sessions/{big}/messages/?page_size=50&cursor={deep}",
-                        connections=c,
-                        duration=d,
-                        key=key,
-                    ),
-                ),
-            ]
-            me = f"{base}/api/v1/users/me/"
-            small_keys = fill_keys(database_url, 0)
-            series["key authentication (GET users/me/)"] = [
-                (f"{small_keys:,} keys", wrk("auth@small", me, connections=c, duration=d, key=key))
-            ]
-            many = fill_keys(database_url, 1_000_000)
-            series["key authentication (GET users/me/)"].append(
-                (f"{many:,} keys", wrk("auth@large", me, connections=c, duration=d, key=key))
+            series["append (session already holding N messages)"] = in_turn(
+                [(f"{size:,} messages", appends(size)) for size in (10, 1000, 100_000)]
             )
+            deep = base64.b64encode(b"p=99950").decode()
+            page = f"{base}/api/v1/sessions/{growth[100_000]}/messages/?page_size=50"
+            series["message page of 50"] = in_turn(
+                [
+                    ("first page", gets("page@start", page, key)),
+                    ("100,000 deep", gets("page@deep", f"{page}&cursor={deep}", key)),
+                ]
+            )
+            me = f"{base}/api/v1/users/me/"
+            # The tables only grow: each size is measured in rounds of its own.
+            small_keys = fill_keys(database_url, 0)
+            series["key authentication (GET users/me/)"] = in_turn(
+                [(f"{small_keys:,} keys", gets("auth@small", me, key))]
+            )
+            many = fill_keys(database_url, 1_000_000)
+            series["key authentication (GET users/me/)"] += in_turn([(f"{many:,} keys", gets("auth@large", me, key))])
             audit_url = f"{base}/api/v1/audit-logs/?page_size=50"
             rows = fill_audit(database_url, 10_000)
-            series["audit-log page (admin)"] = [
-                (f"{rows:,} rows", wrk("audit@10k", audit_url, connections=c, duration=d, key=admin_key))
-            ]
+            series["audit-log page (admin)"] = in_turn([(f"{rows:,} rows", gets("audit@10k", audit_url, admin_key))])
             rows = fill_audit(database_url, 1_000_000)
-            series["audit-log page (admin)"].append(
-                (f"{rows:,} rows", wrk("audit@1m", audit_url, connections=c, duration=d, key=admin_key))
-            )
+            series["audit-log page (admin)"] += in_turn([(f"{rows:,} rows", gets("audit@1m", audit_url, admin_key))])
             for name, points in series.items():
                 p50s = [r.p50_ms for _, r in points]
                 print(
