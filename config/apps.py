@@ -30,6 +30,7 @@ class ProjectConfig(AppConfig):
 
         from config.checks import check_static_manifest
         from config.db.migrate import after_migrate
+        from config.db.storage import use_thread_local_connections
         from config.handlers import drop_idle_request_receivers
         from config.observability import tracing
 
@@ -47,6 +48,9 @@ class ProjectConfig(AppConfig):
         # before any WSGI handler loads the middleware the instrumentation adds.
         tracing.configure()
         drop_idle_request_receivers()
+        # Each thread's connections in a plain thread-local, as asgiref keeps them in a sync
+        # thread, without its per-access event-loop probe (config.db.storage).
+        use_thread_local_connections()
 
 
 class PlatformAdminConfig(AdminConfig):
