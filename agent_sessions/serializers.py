@@ -164,13 +164,17 @@ class MessageAppendSerializer(MessageCreateSerializer, RevisionFieldsMixin):
 
 
 class MessageBatchSerializer(RevisionFieldsMixin):
+    """Append 1-100 messages in order, all or none, with the batch's conditions."""
+
     messages = serializers.ListField(child=MessageCreateSerializer(), min_length=1, max_length=100)
     state_delta = JSONObjectField(required=False, default=None, help_text="Keys merged into the session's context.")
 
 
 class MessagePopSerializer(RevisionFieldsMixin):
+    """Remove the session's newest messages."""
+
     count = StrictIntegerField(min_value=1, max_value=100, default=1)
 
 
 class MessageClearSerializer(RevisionFieldsMixin):
-    pass
+    """Remove all of the session's messages."""

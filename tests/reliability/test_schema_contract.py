@@ -109,3 +109,14 @@ def test_ordering_says_which_values_exist_and_refuses_others(alice):
     assert "pattern" in ordering["schema"]
     assert alice.client.get("/api/v1/sessions/?ordering=-created_at,last_activity_at").status_code == 200
     assert alice.client.get("/api/v1/sessions/?ordering=title").status_code == 400
+
+
+def test_no_schema_description_is_an_implementation_note_inherited_from_a_base_class():
+    # A serializer without a docstring of its own was described by its base class's: for the
+    # message pop, clear and batch bodies that was PrototypeFieldsMixin's note on field copies.
+    descriptions = [
+        (name, component.get("description", "")) for name, component in SCHEMA["components"]["schemas"].items()
+    ]
+    leaked = [name for name, text in descriptions if "bench/" in text or "tests/" in text or "DRF " in text]
+    assert not leaked, leaked
+    assert dict(descriptions)["MessagePopRequest"] == "Remove the session's newest messages."
